@@ -1,0 +1,115 @@
+//! Query root.
+
+use async_graphql::{Context, ID, Object};
+
+use super::context_parts;
+use super::error::{IntoGraphql, to_graphql};
+use super::ids::{self, NodeRef};
+use super::types::{
+    BatchChangesCodeHostConnection, BatchChangesCredential, CodeHostConnection, EmptyResponse,
+    Node, User, UserConnection,
+};
+use crate::auth::Caller;
+use crate::service::{Error, PageRequest};
+
+/// Read operations.
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// The signed-in user, or null for anonymous callers.
+    async fn current_user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let (_, caller) = context_parts(ctx)?;
+        Ok(match caller {
+            Caller::User(user) => Some(User(user.clone())),
+            Caller::Anonymous | Caller::Operator => None,
+        })
+    }
+
+    /// Looks up a user or credential by global ID. Things the caller may
+    /// not see are answered as not found.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        let (service, caller) = context_parts(ctx)?;
+        caller
+            .require_signed_in()
+            .map_err(|d| to_graphql(d.into()))?;
+        let found = match ids::parse_node_id(&id).gql()? {
+            NodeRef::User(user_id) => service
+                .user(caller, user_id)
+                .await
+                .map(|u| Node::User(User(u))),
+            NodeRef::Credential(credential_id) => service
+                .credential(caller, credential_id)
+                .await
+                .map(|c| Node::BatchChangesCredential(BatchChangesCredential(c))),
+        };
+        match found {
+            Ok(node) => Ok(Some(node)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(other) => Err(to_graphql(other)),
+        }
+    }
+
+    /// Every code host with its global credential (site admins only).
+    async fn batch_changes_code_hosts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<BatchChangesCodeHostConnection> {
+        let (service, caller) = context_parts(ctx)?;
+        let page = PageRequest {
+            first: Some(first),
+            after,
+        };
+        Ok(BatchChangesCodeHostConnection(
+            service.site_code_hosts(caller, &page).await.gql()?,
+        ))
+    }
+
+    /// Checks that a credential is still usable.
+    async fn check_batch_changes_credential(
+        &self,
+        ctx: &Context<'_>,
+        batch_changes_credential: ID,
+    ) -> async_graphql::Result<EmptyResponse> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_credential_id(&batch_changes_credential).gql()?;
+        service.check_credential(caller, id).await.gql()?;
+        Ok(EmptyResponse::default())
+    }
+
+    /// All users (site admins only).
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<UserConnection> {
+        let (service, caller) = context_parts(ctx)?;
+        let page = PageRequest {
+            first: Some(first),
+            after,
+        };
+        Ok(UserConnection(
+            service.list_users(caller, &page).await.gql()?,
+        ))
+    }
+
+    /// The configured code hosts (site admins only).
+    async fn code_hosts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<CodeHostConnection> {
+        let (service, caller) = context_parts(ctx)?;
+        let page = PageRequest {
+            first: Some(first),
+            after,
+        };
+        Ok(CodeHostConnection(
+            service.list_code_hosts(caller, &page).await.gql()?,
+        ))
+    }
+}

@@ -1,0 +1,371 @@
+//! GraphQL object types and enums.
+
+use async_graphql::{Context, Enum, ID, Interface, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::error::IntoGraphql;
+use super::{context_parts, ids};
+use crate::domain::{CodeHostKind, GitUrlType, SshKeyAlgorithm};
+use crate::service::{CodeHostView, CredentialView, Page, PageRequest};
+use crate::store::{CodeHostRecord, UserRecord};
+
+/// Sourcegraph's `ExternalServiceKind`, limited to the kinds batchcred models.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "ExternalServiceKind")]
+pub enum ExternalServiceKind {
+    #[graphql(name = "GITHUB")]
+    GitHub,
+    #[graphql(name = "GITLAB")]
+    GitLab,
+    #[graphql(name = "BITBUCKETSERVER")]
+    BitbucketServer,
+    #[graphql(name = "BITBUCKETCLOUD")]
+    BitbucketCloud,
+    #[graphql(name = "AZUREDEVOPS")]
+    AzureDevOps,
+    #[graphql(name = "GERRIT")]
+    Gerrit,
+}
+
+impl From<CodeHostKind> for ExternalServiceKind {
+    fn from(kind: CodeHostKind) -> Self {
+        match kind {
+            CodeHostKind::GitHub => Self::GitHub,
+            CodeHostKind::GitLab => Self::GitLab,
+            CodeHostKind::BitbucketServer => Self::BitbucketServer,
+            CodeHostKind::BitbucketCloud => Self::BitbucketCloud,
+            CodeHostKind::AzureDevOps => Self::AzureDevOps,
+            CodeHostKind::Gerrit => Self::Gerrit,
+        }
+    }
+}
+
+impl From<ExternalServiceKind> for CodeHostKind {
+    fn from(kind: ExternalServiceKind) -> Self {
+        match kind {
+            ExternalServiceKind::GitHub => Self::GitHub,
+            ExternalServiceKind::GitLab => Self::GitLab,
+            ExternalServiceKind::BitbucketServer => Self::BitbucketServer,
+            ExternalServiceKind::BitbucketCloud => Self::BitbucketCloud,
+            ExternalServiceKind::AzureDevOps => Self::AzureDevOps,
+            ExternalServiceKind::Gerrit => Self::Gerrit,
+        }
+    }
+}
+
+/// How git reaches a code host.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "GitURLType")]
+pub enum GitUrlTypeValue {
+    #[graphql(name = "HTTP")]
+    Http,
+    #[graphql(name = "SSH")]
+    Ssh,
+}
+
+impl From<GitUrlType> for GitUrlTypeValue {
+    fn from(value: GitUrlType) -> Self {
+        match value {
+            GitUrlType::Http => Self::Http,
+            GitUrlType::Ssh => Self::Ssh,
+        }
+    }
+}
+
+impl From<GitUrlTypeValue> for GitUrlType {
+    fn from(value: GitUrlTypeValue) -> Self {
+        match value {
+            GitUrlTypeValue::Http => Self::Http,
+            GitUrlTypeValue::Ssh => Self::Ssh,
+        }
+    }
+}
+
+/// The algorithm of keypairs generated for an SSH code host.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "SSHKeyAlgorithm")]
+pub enum SshKeyAlgorithmValue {
+    #[graphql(name = "ED25519")]
+    Ed25519,
+    #[graphql(name = "RSA_4096")]
+    Rsa4096,
+}
+
+impl From<SshKeyAlgorithm> for SshKeyAlgorithmValue {
+    fn from(value: SshKeyAlgorithm) -> Self {
+        match value {
+            SshKeyAlgorithm::Ed25519 => Self::Ed25519,
+            SshKeyAlgorithm::Rsa4096 => Self::Rsa4096,
+        }
+    }
+}
+
+impl From<SshKeyAlgorithmValue> for SshKeyAlgorithm {
+    fn from(value: SshKeyAlgorithmValue) -> Self {
+        match value {
+            SshKeyAlgorithmValue::Ed25519 => Self::Ed25519,
+            SshKeyAlgorithmValue::Rsa4096 => Self::Rsa4096,
+        }
+    }
+}
+
+/// Sourcegraph's `EmptyResponse`: mutations with nothing to return.
+#[derive(SimpleObject, Default)]
+pub struct EmptyResponse {
+    pub always_nil: Option<String>,
+}
+
+/// Relay page information.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub end_cursor: Option<String>,
+    pub has_next_page: bool,
+}
+
+impl<T> From<&Page<T>> for PageInfo {
+    fn from(page: &Page<T>) -> Self {
+        Self {
+            end_cursor: page.end_cursor.clone(),
+            has_next_page: page.has_next_page,
+        }
+    }
+}
+
+/// Anything with a global ID, resolvable through `node(id:)`.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub enum Node {
+    User(User),
+    BatchChangesCredential(BatchChangesCredential),
+}
+
+/// A user account.
+pub struct User(pub UserRecord);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ids::user_id(self.0.id)
+    }
+
+    async fn username(&self) -> &str {
+        &self.0.username
+    }
+
+    async fn site_admin(&self) -> bool {
+        self.0.site_admin
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// Every code host with this user's credential, or the global one
+    /// (`isSiteCredential: true`) where the user has none.
+    async fn batch_changes_code_hosts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<BatchChangesCodeHostConnection> {
+        let (service, caller) = context_parts(ctx)?;
+        let page = PageRequest {
+            first: Some(first),
+            after,
+        };
+        let page = service
+            .user_code_hosts(caller, self.0.id, &page)
+            .await
+            .gql()?;
+        Ok(BatchChangesCodeHostConnection(page))
+    }
+}
+
+/// A page of users.
+pub struct UserConnection(pub Page<UserRecord>);
+
+#[Object]
+impl UserConnection {
+    async fn total_count(&self) -> i64 {
+        self.0.total_count
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        PageInfo::from(&self.0)
+    }
+
+    async fn nodes(&self) -> Vec<User> {
+        self.0.items.iter().cloned().map(User).collect()
+    }
+}
+
+/// A code host as batch changes sees it, with the applicable credential.
+pub struct BatchChangesCodeHost(pub CodeHostView);
+
+#[Object]
+impl BatchChangesCodeHost {
+    async fn external_service_kind(&self) -> ExternalServiceKind {
+        self.0.code_host.kind.into()
+    }
+
+    #[graphql(name = "externalServiceURL")]
+    async fn external_service_url(&self) -> &str {
+        self.0.code_host.url.as_str()
+    }
+
+    async fn credential(&self) -> Option<BatchChangesCredential> {
+        self.0.credential.clone().map(BatchChangesCredential)
+    }
+
+    /// Whether git pushes over SSH, so credentials carry a keypair.
+    #[graphql(name = "requiresSSH")]
+    async fn requires_ssh(&self) -> bool {
+        self.0.code_host.git_url_type == GitUrlType::Ssh
+    }
+
+    /// Whether a credential needs a username besides the token.
+    async fn requires_username(&self) -> bool {
+        self.0.code_host.kind.requires_username()
+    }
+
+    /// Always false: batchcred does not receive webhooks.
+    async fn has_webhooks(&self) -> bool {
+        false
+    }
+
+    /// Always false: commits are not signed by batchcred.
+    async fn supports_commit_signing(&self) -> bool {
+        false
+    }
+}
+
+/// A page of code hosts.
+pub struct BatchChangesCodeHostConnection(pub Page<CodeHostView>);
+
+#[Object]
+impl BatchChangesCodeHostConnection {
+    async fn total_count(&self) -> i64 {
+        self.0.total_count
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        PageInfo::from(&self.0)
+    }
+
+    async fn nodes(&self) -> Vec<BatchChangesCodeHost> {
+        self.0
+            .items
+            .iter()
+            .cloned()
+            .map(BatchChangesCodeHost)
+            .collect()
+    }
+}
+
+/// A stored credential. Its secret is never exposed.
+pub struct BatchChangesCredential(pub CredentialView);
+
+#[Object]
+impl BatchChangesCredential {
+    async fn id(&self) -> ID {
+        ids::credential_id(self.0.id, self.0.owner)
+    }
+
+    async fn external_service_kind(&self) -> ExternalServiceKind {
+        self.0.kind.into()
+    }
+
+    #[graphql(name = "externalServiceURL")]
+    async fn external_service_url(&self) -> &str {
+        self.0.url.as_str()
+    }
+
+    /// The public key to add to the code host, for SSH code hosts.
+    async fn ssh_public_key(&self) -> Option<&str> {
+        self.0.ssh_public_key.as_deref()
+    }
+
+    /// True when the keypair was generated after the credential was added
+    /// (its code host switched to SSH): the key still has to be added to
+    /// the code host.
+    #[graphql(name = "sshKeyPending")]
+    async fn ssh_key_pending(&self) -> bool {
+        self.0.ssh_key_pending
+    }
+
+    /// The code host username, where the kind needs one.
+    async fn username(&self) -> Option<&str> {
+        self.0.username.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn is_site_credential(&self) -> bool {
+        self.0.is_site_credential()
+    }
+}
+
+/// A configured code host, as site admins manage it.
+pub struct CodeHost(pub CodeHostRecord);
+
+#[Object]
+impl CodeHost {
+    async fn id(&self) -> ID {
+        ids::code_host_id(self.0.id)
+    }
+
+    async fn kind(&self) -> ExternalServiceKind {
+        self.0.kind.into()
+    }
+
+    async fn url(&self) -> &str {
+        self.0.url.as_str()
+    }
+
+    #[graphql(name = "gitURLType")]
+    async fn git_url_type(&self) -> GitUrlTypeValue {
+        self.0.git_url_type.into()
+    }
+
+    /// `known_hosts` lines pinning the host's SSH key.
+    #[graphql(name = "sshKnownHosts")]
+    async fn ssh_known_hosts(&self) -> Option<&str> {
+        self.0.ssh_known_hosts.as_deref()
+    }
+
+    #[graphql(name = "sshKeyAlgorithm")]
+    async fn ssh_key_algorithm(&self) -> SshKeyAlgorithmValue {
+        self.0.ssh_key_algorithm.into()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A page of code hosts (site admin view).
+pub struct CodeHostConnection(pub Page<CodeHostRecord>);
+
+#[Object]
+impl CodeHostConnection {
+    async fn total_count(&self) -> i64 {
+        self.0.total_count
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        PageInfo::from(&self.0)
+    }
+
+    async fn nodes(&self) -> Vec<CodeHost> {
+        self.0.items.iter().cloned().map(CodeHost).collect()
+    }
+}
+
+/// A new API access token, shown once.
+#[derive(SimpleObject)]
+pub struct CreateAccessTokenResult {
+    pub id: ID,
+    pub token: String,
+}

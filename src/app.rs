@@ -1,0 +1,122 @@
+//! Wiring: opening the store and keyring, and starting the server. Used
+//! by `batchcred serve`, by the CLI commands, and by integration tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{ConfigError, ServerConfig, StoreConfig, instance_name};
+use crate::crypto::{self, Encryptor};
+use crate::http::{self, AppState, CookieSettings};
+use crate::service::{self, Service, ServiceSettings};
+use crate::store::{self, Store};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] store::Error),
+    #[error("cannot load the encryption keyring: {0}")]
+    Crypto(#[from] crypto::Error),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Service(#[from] service::Error),
+}
+
+/// Opens the store (running migrations) and the keyring.
+pub async fn open_service(
+    store_config: &StoreConfig,
+    settings: ServiceSettings,
+) -> Result<Service, StartupError> {
+    let resolved = store_config.resolve()?;
+    if let Some(path) = &resolved.generated_keyring {
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new encryption keyring; back it up: without it stored credentials cannot be read"
+        );
+    }
+    let store = Store::connect(&resolved.database_url).await?;
+    tracing::info!(database = %resolved.database_url, "database ready");
+    let encryptor = Encryptor::load(resolved.key_source)?;
+    Ok(Service::new(store, Arc::new(encryptor), settings))
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// How often expired sessions are purged.
+const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl Server {
+    /// Opens everything and binds the listener; port 0 picks a free port.
+    pub async fn build(
+        store_config: &StoreConfig,
+        server_config: &ServerConfig,
+    ) -> Result<Self, StartupError> {
+        let settings = ServiceSettings {
+            instance_name: instance_name(&server_config.external_url),
+            session_ttl: server_config.session_ttl,
+        };
+        let service = open_service(store_config, settings).await?;
+        // Finish key generation a crash may have interrupted.
+        service.generate_missing_ssh_keys().await?;
+        let listener = TcpListener::bind(server_config.listen)
+            .await
+            .map_err(|source| StartupError::Listen {
+                address: server_config.listen,
+                source,
+            })?;
+        let cookies = CookieSettings {
+            secure: server_config.secure_cookies(),
+            max_age: server_config.session_ttl,
+        };
+        Ok(Self {
+            listener,
+            state: AppState::new(service, cookies),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.state.service
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let service = self.state.service.clone();
+        let purge = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(SESSION_PURGE_INTERVAL);
+            loop {
+                interval.tick().await;
+                match service.purge_expired_sessions().await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
+                    Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
+                }
+            }
+        });
+        if let Ok(address) = self.local_addr() {
+            tracing::info!(%address, "listening");
+        }
+        let result = http::serve(self.listener, self.state, shutdown).await;
+        purge.abort();
+        result
+    }
+}

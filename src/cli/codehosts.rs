@@ -1,0 +1,126 @@
+//! `batchcred codehosts …`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use batchcred::domain::{CodeHostKind, GitUrlType, SshKeyAlgorithm};
+use batchcred::service::{AddCodeHost, PageRequest, Service};
+use batchcred::store::CodeHostUpdate;
+use clap::Subcommand;
+
+use super::OPERATOR;
+
+#[derive(Subcommand, Debug)]
+pub enum CodeHostsCommand {
+    /// Register a code host.
+    Add {
+        /// GITHUB, GITLAB or BITBUCKETSERVER.
+        #[arg(long)]
+        kind: CodeHostKind,
+        /// Base URL, e.g. https://github.com or https://ghe.example.com.
+        #[arg(long)]
+        url: String,
+        /// How git reaches repositories: http or ssh.
+        #[arg(long, default_value = "http")]
+        git_url_type: GitUrlType,
+        /// File with the host's known_hosts lines (for ssh).
+        #[arg(long)]
+        ssh_known_hosts_file: Option<PathBuf>,
+        /// Keypair algorithm for credentials: ed25519 or rsa-4096.
+        #[arg(long, default_value = "ed25519")]
+        ssh_key_algorithm: SshKeyAlgorithm,
+    },
+    /// Change a code host. Switching to ssh generates keypairs for its
+    /// existing credentials.
+    Update {
+        /// The code host's URL.
+        url: String,
+        #[arg(long)]
+        git_url_type: Option<GitUrlType>,
+        #[arg(long)]
+        ssh_known_hosts_file: Option<PathBuf>,
+        #[arg(long)]
+        ssh_key_algorithm: Option<SshKeyAlgorithm>,
+    },
+    /// List code hosts.
+    List,
+    /// Remove a code host and every credential for it.
+    Remove {
+        /// The code host's URL.
+        url: String,
+    },
+}
+
+fn read_known_hosts(path: Option<PathBuf>) -> Result<Option<String>> {
+    path.map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+        .transpose()
+}
+
+pub async fn run(service: &Service, command: CodeHostsCommand) -> Result<()> {
+    match command {
+        CodeHostsCommand::Add {
+            kind,
+            url,
+            git_url_type,
+            ssh_known_hosts_file,
+            ssh_key_algorithm,
+        } => {
+            let request = AddCodeHost {
+                kind,
+                url,
+                git_url_type,
+                ssh_known_hosts: read_known_hosts(ssh_known_hosts_file)?,
+                ssh_key_algorithm,
+            };
+            let host = service.add_code_host(&OPERATOR, request).await?;
+            println!(
+                "added {} code host {} (git over {})",
+                host.kind,
+                host.url,
+                host.git_url_type.as_str()
+            );
+        }
+        CodeHostsCommand::Update {
+            url,
+            git_url_type,
+            ssh_known_hosts_file,
+            ssh_key_algorithm,
+        } => {
+            let host = service.code_host_by_url(&OPERATOR, &url).await?;
+            let update = CodeHostUpdate {
+                git_url_type,
+                ssh_known_hosts: read_known_hosts(ssh_known_hosts_file)?.map(Some),
+                ssh_key_algorithm,
+            };
+            let host = service.update_code_host(&OPERATOR, host.id, update).await?;
+            println!(
+                "updated {} (git over {})",
+                host.url,
+                host.git_url_type.as_str()
+            );
+        }
+        CodeHostsCommand::List => {
+            let page = PageRequest {
+                first: Some(PageRequest::MAX_FIRST),
+                after: None,
+            };
+            let hosts = service.list_code_hosts(&OPERATOR, &page).await?;
+            println!("{:<16} {:<5} {:<9} URL", "KIND", "GIT", "SSH KEYS");
+            for host in hosts.items {
+                println!(
+                    "{:<16} {:<5} {:<9} {}",
+                    host.kind,
+                    host.git_url_type.as_str(),
+                    host.ssh_key_algorithm.as_str(),
+                    host.url
+                );
+            }
+        }
+        CodeHostsCommand::Remove { url } => {
+            let host = service.code_host_by_url(&OPERATOR, &url).await?;
+            service.delete_code_host(&OPERATOR, host.id).await?;
+            println!("removed {} and its credentials", host.url);
+        }
+    }
+    Ok(())
+}

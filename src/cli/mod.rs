@@ -1,0 +1,140 @@
+//! Command-line interface. Every command except `serve` and `schema` works
+//! directly on the local store as the operator, through the same service
+//! layer the API uses.
+
+mod codehosts;
+mod credentials;
+mod input;
+mod keys;
+mod serve;
+mod users;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use batchcred::auth::Caller;
+use batchcred::config::{DatabaseUrl, StoreConfig};
+use batchcred::service::{Service, ServiceSettings};
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+/// batchcred: stores code host credentials for batch changes.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None, propagate_version = true)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives; shared by every command.
+#[derive(clap::Args, Debug)]
+struct StoreArgs {
+    /// Directory for the embedded SQLite database and the default keyring.
+    #[arg(
+        long,
+        global = true,
+        env = "BATCHCRED_DATA_DIR",
+        default_value = "./batchcred-data"
+    )]
+    data_dir: PathBuf,
+
+    /// Use this database instead of the embedded SQLite one
+    /// (postgres://user@host/db, or sqlite://path).
+    #[arg(long, global = true, env = "BATCHCRED_DATABASE_URL", value_parser = parse_database_url, hide_env_values = true)]
+    database_url: Option<DatabaseUrl>,
+
+    /// Keyring file (`<key id>:<base64 key>` lines; the last is primary).
+    /// Default with SQLite: <data dir>/keyring, generated on first start.
+    #[arg(long, global = true, env = "BATCHCRED_ENCRYPTION_KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
+
+    /// The keyring itself, in the keyring file's format (entries may be
+    /// separated by commas). Environment only, so it never shows in `ps`.
+    #[arg(skip = read_inline_key())]
+    encryption_key: Option<SecretString>,
+}
+
+fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
+    DatabaseUrl::parse(raw).map_err(|e| e.to_string())
+}
+
+fn read_inline_key() -> Option<SecretString> {
+    std::env::var("BATCHCRED_ENCRYPTION_KEY")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(SecretString::from)
+}
+
+impl StoreArgs {
+    fn config(&self) -> StoreConfig {
+        StoreConfig {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            encryption_key_file: self.encryption_key_file.clone(),
+            encryption_key: self.encryption_key.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP server (web UI, GraphQL API at /.api/graphql).
+    Serve(serve::ServeArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Manage API access tokens.
+    #[command(subcommand)]
+    Tokens(users::TokensCommand),
+    /// Manage configured code hosts.
+    #[command(subcommand)]
+    Codehosts(codehosts::CodeHostsCommand),
+    /// Manage stored code host credentials.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
+    /// Manage the encryption keyring.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+impl Args {
+    /// The server narrates what it does; one-shot commands stay quiet.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let store = args.store.config();
+    match args.command {
+        Command::Serve(serve_args) => serve::run(&store, serve_args).await,
+        Command::Schema => {
+            print!("{}", batchcred::api::schema_sdl());
+            Ok(())
+        }
+        Command::Users(command) => users::run_users(&open(&store).await?, command).await,
+        Command::Tokens(command) => users::run_tokens(&open(&store).await?, command).await,
+        Command::Codehosts(command) => codehosts::run(&open(&store).await?, command).await,
+        Command::Credentials(command) => credentials::run(&open(&store).await?, command).await,
+        Command::Keys(command) => keys::run(&store, command).await,
+    }
+}
+
+/// The CLI acts as the operator: whoever can run it on this store already
+/// holds the database and the keyring.
+const OPERATOR: Caller = Caller::Operator;
+
+async fn open(store: &StoreConfig) -> Result<Service> {
+    let settings = ServiceSettings {
+        instance_name: serve::default_instance_name(),
+        session_ttl: serve::DEFAULT_SESSION_TTL,
+    };
+    Ok(batchcred::app::open_service(store, settings).await?)
+}

@@ -1,0 +1,23 @@
+//! Validated domain types: every value from outside (a URL, a username, a
+//! token) is parsed into one of these before the service layer sees it, so
+//! the rest of the code never has to re-check its shape.
+
+mod code_host;
+mod ids;
+mod input;
+
+pub use code_host::{CodeHostKind, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
+pub use ids::{CodeHostId, CredentialId, UserId};
+pub use input::{Password, Token, Username};
+
+/// Why a value from outside was refused. The message is shown to the caller,
+/// so it must never echo a secret back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+impl InvalidInput {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

@@ -1,0 +1,77 @@
+//! Working out who a request comes from: an API access token in the
+//! `Authorization` header, or a session cookie.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum_extra::extract::CookieJar;
+
+use super::{ApiError, AppState};
+use crate::auth::Caller;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "batchcred_session";
+
+/// How the caller proved who they are; cookie callers need CSRF checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    None,
+    AccessToken,
+    SessionCookie,
+}
+
+/// The caller of a request. A bad token or an expired session is an
+/// error (401), not a silent fall-back to anonymous, so clients learn
+/// they must sign in again.
+pub struct RequestCaller {
+    pub caller: Caller,
+    pub method: AuthMethod,
+}
+
+/// Accepts `token <value>` (Sourcegraph's form) and `Bearer <value>`.
+fn access_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header must be `token <access token>`",
+        )
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
+        return Err(malformed());
+    }
+    Ok(Some(token.trim()))
+}
+
+impl FromRequestParts<AppState> for RequestCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(token) = access_token(parts)? {
+            let caller = state.service.caller_for_access_token(token).await?;
+            return Ok(Self {
+                caller,
+                method: AuthMethod::AccessToken,
+            });
+        }
+        let jar = CookieJar::from_headers(&parts.headers);
+        if let Some(cookie) = jar.get(SESSION_COOKIE) {
+            let caller = state.service.caller_for_session(cookie.value()).await?;
+            return Ok(Self {
+                caller,
+                method: AuthMethod::SessionCookie,
+            });
+        }
+        Ok(Self {
+            caller: Caller::Anonymous,
+            method: AuthMethod::None,
+        })
+    }
+}

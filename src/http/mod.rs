@@ -1,0 +1,85 @@
+//! The HTTP server: routes, request limits, and who is calling.
+
+mod caller;
+mod error;
+mod graphql;
+mod session;
+
+pub use caller::SESSION_COOKIE;
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::api::{BatchcredSchema, build_schema};
+use crate::service::Service;
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub schema: BatchcredSchema,
+    pub cookies: Arc<CookieSettings>,
+}
+
+/// How session cookies are issued.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    /// Mark cookies `Secure` (the instance is served over HTTPS).
+    pub secure: bool,
+    pub max_age: Duration,
+}
+
+impl AppState {
+    pub fn new(service: Service, cookies: CookieSettings) -> Self {
+        Self {
+            schema: build_schema(service.clone()),
+            service,
+            cookies: Arc::new(cookies),
+        }
+    }
+}
+
+/// All routes of the service.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/.api/graphql", post(graphql::execute))
+        .route("/-/sign-in", post(session::sign_in))
+        .route("/-/sign-out", post(session::sign_out))
+        .route("/-/site-init", post(session::site_init))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// 200 when the store answers, 503 when it does not.
+async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.service.healthy().await {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
+    }
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

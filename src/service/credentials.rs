@@ -1,0 +1,376 @@
+//! Code host credentials: creating, reading, deleting, and the encrypted
+//! secret each one carries.
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{Error, Result, Service, not_found};
+use crate::auth::Caller;
+use crate::crypto::{Sealed, SshKeypair, generate_ssh_keypair};
+use crate::domain::{
+    CodeHostKind, CodeHostUrl, CredentialId, GitUrlType, SshKeyAlgorithm, Token, UserId,
+};
+use crate::store::{
+    CodeHostRecord, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate,
+};
+
+/// A request to store a credential.
+pub struct CreateCredential {
+    /// `None` stores the global (site) credential.
+    pub user: Option<UserId>,
+    pub kind: CodeHostKind,
+    pub url: String,
+    pub username: Option<String>,
+    pub token: String,
+}
+
+impl std::fmt::Debug for CreateCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateCredential")
+            .field("user", &self.user)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What may be shown about a credential: never its secret.
+#[derive(Debug, Clone)]
+pub struct CredentialView {
+    pub id: CredentialId,
+    pub owner: CredentialOwner,
+    pub kind: CodeHostKind,
+    pub url: CodeHostUrl,
+    pub username: Option<String>,
+    pub ssh_public_key: Option<String>,
+    pub ssh_key_pending: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl CredentialView {
+    pub(crate) fn new(record: &CredentialRecord, host: &CodeHostRecord) -> Self {
+        Self {
+            id: record.id,
+            owner: record.owner,
+            kind: host.kind,
+            url: host.url.clone(),
+            username: record.username.clone(),
+            ssh_public_key: record.ssh_public_key.clone(),
+            ssh_key_pending: record.ssh_key_pending,
+            created_at: record.created_at,
+        }
+    }
+
+    pub fn is_site_credential(&self) -> bool {
+        self.owner == CredentialOwner::Site
+    }
+}
+
+/// The plaintext sealed into `credentials.secret`. Wiped when dropped.
+#[derive(Serialize, Deserialize)]
+struct SecretPayload {
+    token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ssh_private_key: Option<String>,
+}
+
+impl Drop for SecretPayload {
+    fn drop(&mut self) {
+        self.token.zeroize();
+        self.ssh_private_key.zeroize();
+    }
+}
+
+/// The decrypted secret of a credential, for the code paths that use it.
+pub struct CredentialSecret {
+    pub token: SecretString,
+    pub ssh_private_key: Option<SecretString>,
+}
+
+/// Binds a ciphertext to its row: moving it to another credential makes
+/// it fail to decrypt.
+fn associated_data(id: CredentialId) -> Vec<u8> {
+    format!("batchcred/credentials/{id}/secret").into_bytes()
+}
+
+const MAX_USERNAME_LEN: usize = 256;
+
+fn validate_username(kind: CodeHostKind, username: Option<String>) -> Result<Option<String>> {
+    let username = username
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty());
+    match &username {
+        None if kind.requires_username() => Err(Error::InvalidInput(format!(
+            "{} credentials need a username",
+            kind.display_name()
+        ))),
+        Some(name)
+            if name.len() > MAX_USERNAME_LEN
+                || name.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Err(Error::InvalidInput(
+                "username must be at most 256 characters, without spaces".into(),
+            ))
+        }
+        _ => Ok(username),
+    }
+}
+
+impl Service {
+    pub(crate) fn seal_secret(
+        &self,
+        id: CredentialId,
+        secret: &CredentialSecret,
+    ) -> Result<Sealed> {
+        let payload = SecretPayload {
+            token: secret.token.expose_secret().to_owned(),
+            ssh_private_key: secret
+                .ssh_private_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
+        };
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        Ok(self.encryptor.seal(&plaintext, &associated_data(id))?)
+    }
+
+    pub(crate) fn open_secret(&self, record: &CredentialRecord) -> Result<CredentialSecret> {
+        let plaintext = self
+            .encryptor
+            .open(&record.secret, &associated_data(record.id))?;
+        let mut payload: SecretPayload = serde_json::from_slice(&plaintext).map_err(|_| {
+            Error::Internal(format!("credential {} holds a malformed secret", record.id))
+        })?;
+        Ok(CredentialSecret {
+            token: SecretString::from(std::mem::take(&mut payload.token)),
+            ssh_private_key: payload.ssh_private_key.take().map(SecretString::from),
+        })
+    }
+
+    /// Generates a keypair off the async runtime (RSA takes seconds).
+    async fn generate_keypair(&self, algorithm: SshKeyAlgorithm) -> Result<SshKeypair> {
+        let comment = self.settings.instance_name.clone();
+        tokio::task::spawn_blocking(move || generate_ssh_keypair(algorithm, &comment))
+            .await
+            .map_err(|e| Error::Internal(format!("key generation task failed: {e}")))?
+            .map_err(Error::from)
+    }
+
+    /// Stores a credential for a user (themselves, or a site admin for
+    /// them) or, with no user, the global one (site admins). On an SSH
+    /// code host a keypair is generated with it.
+    #[tracing::instrument(skip(self, caller, request), fields(kind = %request.kind, url = %request.url, site = request.user.is_none()))]
+    pub async fn create_credential(
+        &self,
+        caller: &Caller,
+        request: CreateCredential,
+    ) -> Result<CredentialView> {
+        let owner = match request.user {
+            Some(user_id) => {
+                caller.require_acting_for(user_id)?;
+                self.store
+                    .find_user(user_id)
+                    .await
+                    .map_err(not_found("user"))?;
+                CredentialOwner::User(user_id)
+            }
+            None => {
+                caller.require_site_admin()?;
+                CredentialOwner::Site
+            }
+        };
+        let token = Token::parse(&request.token)?;
+        let url = CodeHostUrl::parse(&request.url)?;
+        let host = self
+            .store
+            .find_code_host_by_url(&url)
+            .await
+            .map_err(|e| match e {
+                crate::store::Error::NotFound => Error::NotFound(format!(
+                    "unknown code host: no code host is configured at {url}"
+                )),
+                other => other.into(),
+            })?;
+        if host.kind != request.kind {
+            return Err(Error::InvalidInput(format!(
+                "the code host at {url} is {}, not {}",
+                host.kind, request.kind
+            )));
+        }
+        let username = validate_username(host.kind, request.username)?;
+        if self
+            .store
+            .find_credential_for(host.id, owner)
+            .await?
+            .is_some()
+        {
+            return Err(Error::Conflict(
+                "a credential for this code host already exists; remove it first".into(),
+            ));
+        }
+
+        let keypair = match host.git_url_type {
+            GitUrlType::Ssh => Some(self.generate_keypair(host.ssh_key_algorithm).await?),
+            GitUrlType::Http => None,
+        };
+        let id = CredentialId::new();
+        let secret = CredentialSecret {
+            token: SecretString::from(token.expose()),
+            ssh_private_key: keypair.as_ref().map(|k| k.private_key.clone()),
+        };
+        let now = Utc::now();
+        let record = NewCredential {
+            id,
+            code_host_id: host.id,
+            owner,
+            username,
+            secret: self.seal_secret(id, &secret)?,
+            ssh_public_key: keypair.map(|k| k.public_key),
+            ssh_key_pending: false,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_credential(&record).await?;
+        tracing::info!(credential = %id, "credential created");
+        Ok(CredentialView::new(&record, &host))
+    }
+
+    /// Loads a credential the caller may see; others' look nonexistent.
+    async fn accessible_credential(
+        &self,
+        caller: &Caller,
+        id: CredentialId,
+    ) -> Result<(CredentialRecord, CodeHostRecord)> {
+        caller.require_signed_in()?;
+        let hidden = || Error::NotFound("credential not found".into());
+        let record = self.store.find_credential(id).await.map_err(|e| match e {
+            crate::store::Error::NotFound => hidden(),
+            other => other.into(),
+        })?;
+        caller
+            .require_credential_access(record.owner)
+            .map_err(|denied| match denied {
+                crate::auth::Denied::Hidden => hidden(),
+                other => other.into(),
+            })?;
+        let host = self.store.find_code_host(record.code_host_id).await?;
+        Ok((record, host))
+    }
+
+    pub async fn credential(&self, caller: &Caller, id: CredentialId) -> Result<CredentialView> {
+        let (record, host) = self.accessible_credential(caller, id).await?;
+        Ok(CredentialView::new(&record, &host))
+    }
+
+    /// Deletes a credential and its key for good.
+    pub async fn delete_credential(&self, caller: &Caller, id: CredentialId) -> Result<()> {
+        self.accessible_credential(caller, id).await?;
+        self.store
+            .delete_credential(id)
+            .await
+            .map_err(not_found("credential"))?;
+        tracing::info!(credential = %id, "credential deleted");
+        Ok(())
+    }
+
+    /// Checks that a credential's secret can still be read with the current
+    /// keyring (the code host check builds on this).
+    pub async fn check_credential(&self, caller: &Caller, id: CredentialId) -> Result<()> {
+        let (record, _) = self.accessible_credential(caller, id).await?;
+        self.open_secret(&record)?;
+        Ok(())
+    }
+
+    /// Records that the owner added the generated public key to the code host.
+    pub async fn confirm_ssh_key_added(
+        &self,
+        caller: &Caller,
+        id: CredentialId,
+    ) -> Result<CredentialView> {
+        let (record, host) = self.accessible_credential(caller, id).await?;
+        if record.ssh_public_key.is_none() {
+            return Err(Error::InvalidInput("this credential has no SSH key".into()));
+        }
+        self.store
+            .clear_ssh_key_pending(id)
+            .await
+            .map_err(not_found("credential"))?;
+        let record = self
+            .store
+            .find_credential(id)
+            .await
+            .map_err(not_found("credential"))?;
+        Ok(CredentialView::new(&record, &host))
+    }
+
+    /// Every credential of one owner (the CLI's listing).
+    pub async fn list_credentials(
+        &self,
+        caller: &Caller,
+        owner: CredentialOwner,
+    ) -> Result<Vec<CredentialView>> {
+        caller.require_credential_access(owner)?;
+        let records = self.store.list_credentials_of(owner).await?;
+        let mut views = Vec::with_capacity(records.len());
+        for record in &records {
+            let host = self.store.find_code_host(record.code_host_id).await?;
+            views.push(CredentialView::new(record, &host));
+        }
+        Ok(views)
+    }
+
+    /// Gives a keypair to every credential on an SSH code host that has
+    /// none (the host was switched to SSH after they were added). Safe to
+    /// run again after a crash: it only touches credentials still missing a
+    /// key, and each update is a compare-and-swap on the old ciphertext.
+    pub async fn generate_missing_ssh_keys(&self) -> Result<usize> {
+        let mut generated = 0;
+        for record in self.store.list_credentials_missing_ssh_key().await? {
+            let host = self.store.find_code_host(record.code_host_id).await?;
+            let keypair = self.generate_keypair(host.ssh_key_algorithm).await?;
+            let mut secret = self.open_secret(&record)?;
+            secret.ssh_private_key = Some(keypair.private_key);
+            let update = SecretUpdate {
+                secret: self.seal_secret(record.id, &secret)?,
+                ssh_public_key: Some(keypair.public_key),
+                ssh_key_pending: true,
+                updated_at: Utc::now(),
+            };
+            if self
+                .store
+                .replace_credential_secret(record.id, &record.secret, update)
+                .await?
+            {
+                generated += 1;
+            }
+        }
+        if generated > 0 {
+            tracing::info!(generated, "generated SSH keys for existing credentials");
+        }
+        Ok(generated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_required_only_where_the_kind_needs_one() {
+        assert!(validate_username(CodeHostKind::GitHub, None).is_ok());
+        assert!(validate_username(CodeHostKind::BitbucketCloud, None).is_err());
+        assert!(validate_username(CodeHostKind::BitbucketCloud, Some("  ".into())).is_err());
+        assert_eq!(
+            validate_username(CodeHostKind::Gerrit, Some(" alice ".into()))
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("alice")
+        );
+        assert!(validate_username(CodeHostKind::GitHub, Some("a b".into())).is_err());
+    }
+}

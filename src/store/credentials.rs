@@ -1,0 +1,258 @@
+//! Code host credentials, user-owned or site-wide. The secret column holds
+//! a ciphertext; this module never sees plaintext.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
+use crate::crypto::{KeyId, Sealed};
+use crate::domain::{CodeHostId, CredentialId, UserId};
+
+/// Whose credential it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialOwner {
+    User(UserId),
+    /// The global service account, used for users who have none.
+    Site,
+}
+
+impl CredentialOwner {
+    fn user_id(self) -> Option<String> {
+        match self {
+            Self::User(id) => Some(id.to_string()),
+            Self::Site => None,
+        }
+    }
+}
+
+/// A credential as stored.
+#[derive(Debug, Clone)]
+pub struct CredentialRecord {
+    pub id: CredentialId,
+    pub code_host_id: CodeHostId,
+    pub owner: CredentialOwner,
+    /// The code host username, where the kind needs one.
+    pub username: Option<String>,
+    pub secret: Sealed,
+    pub ssh_public_key: Option<String>,
+    /// The keypair was generated after the credential was added (the code
+    /// host switched to SSH), so its owner has not seen the public key yet.
+    pub ssh_key_pending: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A credential to store.
+pub type NewCredential = CredentialRecord;
+
+/// A new ciphertext (and possibly keypair) for an existing credential.
+pub struct SecretUpdate {
+    pub secret: Sealed,
+    pub ssh_public_key: Option<String>,
+    pub ssh_key_pending: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+macro_rules! credential_columns {
+    () => {
+        "id, code_host_id, user_id, username, secret_key_id, secret, ssh_public_key, ssh_key_pending, created_at, updated_at"
+    };
+}
+
+fn credential_from_row(row: &AnyRow) -> Result<CredentialRecord> {
+    let user_id: Option<String> = row.try_get("user_id")?;
+    let owner = match user_id {
+        Some(id) => CredentialOwner::User(parse_column("credentials.user_id", &id)?),
+        None => CredentialOwner::Site,
+    };
+    Ok(CredentialRecord {
+        id: parse_column("credentials.id", &row.try_get::<String, _>("id")?)?,
+        code_host_id: parse_column(
+            "credentials.code_host_id",
+            &row.try_get::<String, _>("code_host_id")?,
+        )?,
+        owner,
+        username: row.try_get("username")?,
+        secret: Sealed {
+            key_id: KeyId::from_stored(row.try_get("secret_key_id")?),
+            bytes: row.try_get("secret")?,
+        },
+        ssh_public_key: row.try_get("ssh_public_key")?,
+        ssh_key_pending: row.try_get::<i64, _>("ssh_key_pending")? != 0,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+impl Store {
+    /// Stores a credential; a second one for the same owner and code host
+    /// is a conflict (the partial unique indexes decide, so concurrent
+    /// creates leave exactly one).
+    pub async fn insert_credential(&self, credential: &NewCredential) -> Result<()> {
+        sqlx::query(concat!(
+            "INSERT INTO credentials (",
+            credential_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(credential.id.to_string())
+        .bind(credential.code_host_id.to_string())
+        .bind(credential.owner.user_id())
+        .bind(credential.username.as_deref())
+        .bind(credential.secret.key_id.as_str())
+        .bind(credential.secret.bytes.as_slice())
+        .bind(credential.ssh_public_key.as_deref())
+        .bind(i64::from(credential.ssh_key_pending))
+        .bind(to_millis(credential.created_at))
+        .bind(to_millis(credential.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_on_unique(e, "a credential for this code host already exists"))?;
+        Ok(())
+    }
+
+    pub async fn find_credential(&self, id: CredentialId) -> Result<CredentialRecord> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            credential_columns!(),
+            " FROM credentials WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::NotFound)?;
+        credential_from_row(&row)
+    }
+
+    /// The owner's credential for one code host, if any.
+    pub async fn find_credential_for(
+        &self,
+        code_host_id: CodeHostId,
+        owner: CredentialOwner,
+    ) -> Result<Option<CredentialRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            credential_columns!(),
+            " FROM credentials WHERE code_host_id = $1 AND \
+             (($2 IS NULL AND user_id IS NULL) OR user_id = $2)"
+        ))
+        .bind(code_host_id.to_string())
+        .bind(owner.user_id())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(credential_from_row).transpose()
+    }
+
+    /// Every credential of one owner (a user's, or all site credentials).
+    pub async fn list_credentials_of(
+        &self,
+        owner: CredentialOwner,
+    ) -> Result<Vec<CredentialRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            credential_columns!(),
+            " FROM credentials WHERE \
+             ($1 IS NULL AND user_id IS NULL) OR user_id = $1 ORDER BY id"
+        ))
+        .bind(owner.user_id())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    /// Up to `limit` credentials whose secret is not sealed with `key`,
+    /// for re-encryption in batches.
+    pub async fn list_credentials_not_under_key(
+        &self,
+        key: &KeyId,
+        limit: i64,
+    ) -> Result<Vec<CredentialRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            credential_columns!(),
+            " FROM credentials WHERE secret_key_id <> $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(key.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    /// Credentials on SSH code hosts that have no keypair yet.
+    pub async fn list_credentials_missing_ssh_key(&self) -> Result<Vec<CredentialRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            credential_columns!(),
+            " FROM credentials WHERE ssh_public_key IS NULL AND code_host_id IN \
+             (SELECT id FROM code_hosts WHERE git_url_type = 'ssh') ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    /// How many credentials each key seals, for `keys status`.
+    pub async fn count_credentials_by_key(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT secret_key_id, COUNT(*) AS n FROM credentials \
+             GROUP BY secret_key_id ORDER BY secret_key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("secret_key_id")?, row.try_get("n")?)))
+            .collect()
+    }
+
+    /// Replaces a credential's ciphertext, but only if it still holds
+    /// `expected` (compare-and-swap), so a concurrent change is never
+    /// overwritten. Returns whether the row was updated.
+    pub async fn replace_credential_secret(
+        &self,
+        id: CredentialId,
+        expected: &Sealed,
+        update: SecretUpdate,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE credentials SET secret_key_id = $1, secret = $2, ssh_public_key = $3, \
+             ssh_key_pending = $4, updated_at = $5 \
+             WHERE id = $6 AND secret_key_id = $7 AND secret = $8",
+        )
+        .bind(update.secret.key_id.as_str())
+        .bind(update.secret.bytes.as_slice())
+        .bind(update.ssh_public_key.as_deref())
+        .bind(i64::from(update.ssh_key_pending))
+        .bind(to_millis(update.updated_at))
+        .bind(id.to_string())
+        .bind(expected.key_id.as_str())
+        .bind(expected.bytes.as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that the owner has added the generated public key.
+    pub async fn clear_ssh_key_pending(&self, id: CredentialId) -> Result<()> {
+        let done = sqlx::query("UPDATE credentials SET ssh_key_pending = $1 WHERE id = $2")
+            .bind(0_i64)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    pub async fn delete_credential(&self, id: CredentialId) -> Result<()> {
+        let done = sqlx::query("DELETE FROM credentials WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! User accounts.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
+use crate::domain::UserId;
+
+/// A user as the rest of the service sees it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub username: String,
+    pub site_admin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What is needed to create a user.
+pub struct NewUser {
+    pub id: UserId,
+    pub username: String,
+    pub password_hash: String,
+    pub site_admin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The user columns every user query selects.
+macro_rules! user_columns {
+    () => {
+        "users.id, users.username, users.site_admin, users.created_at"
+    };
+}
+pub(super) use user_columns;
+
+pub(super) fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: parse_column("users.id", &row.try_get::<String, _>("id")?)?,
+        username: row.try_get("username")?,
+        site_admin: row.try_get::<i64, _>("site_admin")? != 0,
+        created_at: from_millis(row.try_get("created_at")?)?,
+    })
+}
+
+impl Store {
+    /// Creates a user. The very first user of an instance is always made a
+    /// site admin; a marker row claimed in the same transaction makes that
+    /// race-free, and keeps a later empty users table from re-opening it.
+    pub async fn insert_user(&self, user: NewUser) -> Result<UserRecord> {
+        let mut tx = self.pool.begin().await?;
+        let first = sqlx::query(
+            "INSERT INTO site_initialized (singleton) VALUES (1) ON CONFLICT DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let record = UserRecord {
+            id: user.id,
+            username: user.username,
+            site_admin: user.site_admin || first,
+            created_at: user.created_at,
+        };
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, site_admin, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(record.id.to_string())
+        .bind(&record.username)
+        .bind(&user.password_hash)
+        .bind(i64::from(record.site_admin))
+        .bind(to_millis(record.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, "a user with this username already exists"))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Whether any user was ever created (the first-run page uses this).
+    pub async fn site_initialized(&self) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM site_initialized")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    pub async fn find_user(&self, id: UserId) -> Result<UserRecord> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::NotFound)?;
+        user_from_row(&row)
+    }
+
+    pub async fn find_user_by_username(&self, username: &str) -> Result<UserRecord> {
+        self.find_user_with_password_hash(username)
+            .await
+            .map(|(user, _)| user)
+    }
+
+    /// The user and their password hash, for signing in.
+    pub async fn find_user_with_password_hash(
+        &self,
+        username: &str,
+    ) -> Result<(UserRecord, String)> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", users.password_hash FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::NotFound)?;
+        Ok((user_from_row(&row)?, row.try_get("password_hash")?))
+    }
+
+    /// Users in creation order, starting after `after`.
+    pub async fn list_users(&self, after: Option<UserId>, limit: i64) -> Result<Vec<UserRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        ))
+        .bind(after.map(|id| id.to_string()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub async fn count_users(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    pub async fn set_site_admin(&self, id: UserId, site_admin: bool) -> Result<()> {
+        let done = sqlx::query("UPDATE users SET site_admin = $1 WHERE id = $2")
+            .bind(i64::from(site_admin))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Deletes a user with their sessions, tokens and credentials.
+    pub async fn delete_user(&self, id: UserId) -> Result<()> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+}
