@@ -1,6 +1,8 @@
 //! Logging setup. Log lines never contain secrets: secrets are wrapped in
 //! redacting types, and functions that take them skip them in spans.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs a subscriber writing to stderr, filtered by `RUST_LOG`, or
@@ -13,6 +15,7 @@ pub fn init(default_level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

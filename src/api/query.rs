@@ -54,14 +54,11 @@ impl QueryRoot {
     async fn batch_changes_code_hosts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<BatchChangesCodeHostConnection> {
         let (service, caller) = context_parts(ctx)?;
-        let page = PageRequest {
-            first: Some(first),
-            after,
-        };
+        let page = PageRequest { first, after };
         Ok(BatchChangesCodeHostConnection(
             service.site_code_hosts(caller, &page).await.gql()?,
         ))
@@ -83,14 +80,11 @@ impl QueryRoot {
     async fn users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
         let (service, caller) = context_parts(ctx)?;
-        let page = PageRequest {
-            first: Some(first),
-            after,
-        };
+        let page = PageRequest { first, after };
         Ok(UserConnection(
             service.list_users(caller, &page).await.gql()?,
         ))
@@ -100,14 +94,11 @@ impl QueryRoot {
     async fn code_hosts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<CodeHostConnection> {
         let (service, caller) = context_parts(ctx)?;
-        let page = PageRequest {
-            first: Some(first),
-            after,
-        };
+        let page = PageRequest { first, after };
         Ok(CodeHostConnection(
             service.list_code_hosts(caller, &page).await.gql()?,
         ))

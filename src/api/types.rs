@@ -165,14 +165,11 @@ impl User {
     async fn batch_changes_code_hosts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<BatchChangesCodeHostConnection> {
         let (service, caller) = context_parts(ctx)?;
-        let page = PageRequest {
-            first: Some(first),
-            after,
-        };
+        let page = PageRequest { first, after };
         let page = service
             .user_code_hosts(caller, self.0.id, &page)
             .await

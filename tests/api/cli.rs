@@ -1,0 +1,398 @@
+//! The command-line interface against a local store.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::secrets::ServerProcess;
+
+fn batchcred(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batchcred"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("BATCHCRED_DATABASE_URL")
+        .env_remove("BATCHCRED_ENCRYPTION_KEY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run batchcred");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("wait")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn quick_start_from_the_readme_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = ok(&batchcred(
+        &data,
+        &["users", "create", "--admin", "alice"],
+        "long password\n",
+    ));
+    assert!(out.contains("created user alice (site admin)"), "{out}");
+    ok(&batchcred(
+        &data,
+        &["users", "create", "bob"],
+        "long password\n",
+    ));
+    ok(&batchcred(
+        &data,
+        &[
+            "codehosts",
+            "add",
+            "--kind",
+            "GITHUB",
+            "--url",
+            "https://github.com/",
+        ],
+        "",
+    ));
+    ok(&batchcred(
+        &data,
+        &[
+            "codehosts",
+            "add",
+            "--kind",
+            "gitlab",
+            "--url",
+            "https://gitlab.example.com",
+            "--git-url-type",
+            "ssh",
+        ],
+        "",
+    ));
+    let listed = ok(&batchcred(&data, &["codehosts", "list"], ""));
+    assert!(
+        listed.contains("https://github.com") && listed.contains("https://gitlab.example.com"),
+        "{listed}"
+    );
+
+    let out = ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "add",
+            "--user",
+            "bob",
+            "--kind",
+            "GITHUB",
+            "--url",
+            "https://github.com",
+        ],
+        "ghp_clitoken\n",
+    ));
+    assert!(
+        out.contains("added credential for https://github.com"),
+        "{out}"
+    );
+    let out = ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "add",
+            "--global",
+            "--kind",
+            "GITLAB",
+            "--url",
+            "https://gitlab.example.com",
+        ],
+        "glpat-clitoken\n",
+    ));
+    assert!(out.contains("ssh-ed25519 AAAA"), "SSH key not shown: {out}");
+    let listed = ok(&batchcred(
+        &data,
+        &["credentials", "list", "--user", "bob"],
+        "",
+    ));
+    assert!(
+        listed.contains("https://github.com") && !listed.contains("ghp_clitoken"),
+        "{listed}"
+    );
+
+    let users = ok(&batchcred(&data, &["users", "list"], ""));
+    assert!(
+        users.contains("alice") && users.contains("site admin") && users.contains("bob"),
+        "{users}"
+    );
+    let token = ok(&batchcred(
+        &data,
+        &["tokens", "create", "--user", "bob"],
+        "",
+    ));
+    assert!(token.trim().starts_with("bcp_"), "{token}");
+
+    ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "remove",
+            "--user",
+            "bob",
+            "--url",
+            "https://github.com",
+        ],
+        "",
+    ));
+    let listed = ok(&batchcred(
+        &data,
+        &["credentials", "list", "--user", "bob"],
+        "",
+    ));
+    assert!(!listed.contains("https://github.com"), "{listed}");
+    ok(&batchcred(
+        &data,
+        &["codehosts", "remove", "https://gitlab.example.com"],
+        "",
+    ));
+    let listed = ok(&batchcred(&data, &["credentials", "list", "--global"], ""));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}
+
+#[test]
+fn errors_are_one_line_with_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&batchcred(
+        &data,
+        &["users", "create", "alice"],
+        "long password\n",
+    ));
+    for (args, stdin, expected) in [
+        (
+            vec!["users", "create", "alice"],
+            "long password\n",
+            "already exists",
+        ),
+        (
+            vec!["users", "create", "bad name"],
+            "long password\n",
+            "username must be",
+        ),
+        (
+            vec![
+                "credentials",
+                "add",
+                "--user",
+                "nobody",
+                "--kind",
+                "GITHUB",
+                "--url",
+                "https://github.com",
+            ],
+            "t\n",
+            "not found",
+        ),
+        (
+            vec![
+                "credentials",
+                "add",
+                "--user",
+                "alice",
+                "--kind",
+                "GITHUB",
+                "--url",
+                "https://nowhere.example.com",
+            ],
+            "t\n",
+            "unknown code host",
+        ),
+        (
+            vec![
+                "codehosts",
+                "add",
+                "--kind",
+                "SVN",
+                "--url",
+                "https://svn.example.com",
+            ],
+            "",
+            "unknown code host kind",
+        ),
+    ] {
+        let output = batchcred(&data, &args, stdin);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        if !args.contains(&"SVN") {
+            assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+            assert!(lines[0].starts_with("error: "), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["users", "create", "--help"],
+        vec!["tokens", "create", "--help"],
+        vec!["codehosts", "add", "--help"],
+        vec!["credentials", "add", "--help"],
+        vec!["keys", "rotate", "--help"],
+        vec!["schema", "--help"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_batchcred"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage:"),
+            "{args:?}"
+        );
+    }
+}
+
+/// `keys rotate` while the server runs: the server keeps reading every
+/// credential, and all of them end up under the new primary key.
+#[tokio::test]
+async fn key_rotation_is_online_and_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&batchcred(
+        &data,
+        &["users", "create", "alice"],
+        "long password\n",
+    ));
+    ok(&batchcred(
+        &data,
+        &[
+            "codehosts",
+            "add",
+            "--kind",
+            "GITHUB",
+            "--url",
+            "https://github.com",
+        ],
+        "",
+    ));
+    ok(&batchcred(
+        &data,
+        &[
+            "codehosts",
+            "add",
+            "--kind",
+            "GITLAB",
+            "--url",
+            "https://gitlab.com",
+            "--git-url-type",
+            "ssh",
+        ],
+        "",
+    ));
+    ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "add",
+            "--user",
+            "alice",
+            "--kind",
+            "GITHUB",
+            "--url",
+            "https://github.com",
+        ],
+        "ghp_a\n",
+    ));
+    ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "add",
+            "--global",
+            "--kind",
+            "GITLAB",
+            "--url",
+            "https://gitlab.com",
+        ],
+        "glpat_b\n",
+    ));
+    let before = ok(&batchcred(&data, &["keys", "status"], ""));
+
+    let server = ServerProcess::start(&data, "info");
+    let token = ok(&batchcred(
+        &data,
+        &["tokens", "create", "--user", "alice"],
+        "",
+    ))
+    .trim()
+    .to_owned();
+    let rotated = ok(&batchcred(&data, &["keys", "rotate"], ""));
+    assert!(
+        rotated.contains("re-encrypted 2 credential(s)"),
+        "{rotated}"
+    );
+    let after = ok(&batchcred(&data, &["keys", "status"], ""));
+    let primary = after
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("primary key: ")
+        .to_owned();
+    assert_ne!(
+        before.lines().next(),
+        after.lines().next(),
+        "primary key unchanged"
+    );
+    assert!(
+        after.contains(&format!("{primary}: 2 credential(s)")),
+        "{after}"
+    );
+
+    // The running server learns the new key and still opens every secret.
+    let client = reqwest::Client::new();
+    let hosts: serde_json::Value = client
+        .post(server.url("/.api/graphql"))
+        .header("Authorization", format!("token {token}"))
+        .json(&serde_json::json!({ "query": "{ currentUser { batchChangesCodeHosts { nodes { credential { id } } } } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<String> = hosts["data"]["currentUser"]["batchChangesCodeHosts"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{hosts}"))
+        .iter()
+        .map(|n| n["credential"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let check: serde_json::Value = client
+        .post(server.url("/.api/graphql"))
+        .header("Authorization", format!("token {token}"))
+        .json(&serde_json::json!({
+            "query": "query($id: ID!) { checkBatchChangesCredential(batchChangesCredential: $id) { alwaysNil } }",
+            "variables": { "id": ids[0] },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(check.get("errors").is_none(), "{check}");
+    drop(server);
+
+    // Re-running finds nothing left to do.
+    let again = ok(&batchcred(&data, &["keys", "reencrypt"], ""));
+    assert!(again.contains("re-encrypted 0 credential(s)"), "{again}");
+}

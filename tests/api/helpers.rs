@@ -1,0 +1,392 @@
+//! Starting the real server for a test, on SQLite or on its own
+//! PostgreSQL database, and talking to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use batchcred::app::Server;
+use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
+use batchcred::crypto::Keyring;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::Executor;
+use sqlx::postgres::PgPoolOptions;
+
+/// The database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the tests use; each test creates its own database.
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Generates `<name>_sqlite` and `<name>_postgres` tests from one async
+/// function taking the backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A running server with its own data.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: StoreConfig,
+    /// Removed when the app is dropped.
+    _data_dir: tempfile::TempDir,
+    postgres_database: Option<String>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Options for [`spawn_app_with`].
+pub struct AppOptions {
+    pub session_ttl: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, AppOptions::default()).await
+}
+
+async fn create_postgres_database() -> String {
+    let name = format!("batchcred_test_{}", uuid::Uuid::new_v4().simple());
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(POSTGRES_ADMIN_URL)
+        .await
+        .expect("PostgreSQL must run on 127.0.0.1:5432 (see README)");
+    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create test database");
+    pool.close().await;
+    name
+}
+
+pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let (database_url, postgres_database, encryption_key) = match backend {
+        Backend::Sqlite => (None, None, None),
+        Backend::Postgres => {
+            let name = create_postgres_database().await;
+            let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+            let keyring = Keyring::generate().expect("keyring");
+            (
+                Some(DatabaseUrl::parse(&url).expect("url")),
+                Some(name),
+                Some(SecretString::from(keyring.to_text().as_str())),
+            )
+        }
+    };
+    let store = StoreConfig {
+        data_dir: data_dir.path().join("data"),
+        database_url,
+        encryption_key_file: None,
+        encryption_key,
+    };
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        external_url: "http://batchcred.test".parse().expect("url"),
+        session_ttl: options.session_ttl,
+    };
+    let server = Server::build(&store, &config).await.expect("server starts");
+    let address = server.local_addr().expect("bound");
+    let handle = tokio::spawn(async move {
+        server
+            .run(std::future::pending())
+            .await
+            .expect("server runs");
+    });
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    TestApp {
+        address,
+        client,
+        store,
+        _data_dir: data_dir,
+        postgres_database,
+        server: handle,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        if let Some(name) = self.postgres_database.take() {
+            // Drop runs outside async context: use a throwaway runtime.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().expect("runtime");
+                runtime.block_on(async {
+                    if let Ok(pool) = PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect(POSTGRES_ADMIN_URL)
+                        .await
+                    {
+                        let _ = pool
+                            .execute(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            )))
+                            .await;
+                        pool.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// An API caller: anonymous or with an access token.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Anonymous,
+    Token(String),
+}
+
+/// A signed-up user with an access token.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub auth: Auth,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// Runs a GraphQL request; returns the whole response body.
+    pub async fn graphql(&self, auth: &Auth, query: &str, variables: Value) -> Value {
+        post_graphql(&self.url("/.api/graphql"), auth, query, variables).await
+    }
+
+    /// Runs a GraphQL request that must succeed; returns `data`.
+    pub async fn graphql_ok(&self, auth: &Auth, query: &str, variables: Value) -> Value {
+        let body = self.graphql(auth, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Creates the first account (site admin) through the first-run endpoint.
+    pub async fn init_site_admin(&self, username: &str) -> TestUser {
+        let response = reqwest::Client::new()
+            .post(self.url("/-/site-init"))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .expect("site-init");
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        self.sign_in_with_token(username).await
+    }
+
+    /// Signs in with a cookie session and mints an access token.
+    pub async fn sign_in_with_token(&self, username: &str) -> TestUser {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("client");
+        let response = client
+            .post(self.url("/-/sign-in"))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .expect("sign-in");
+        assert_eq!(response.status(), 200);
+        let me: Value = client
+            .post(self.url("/.api/graphql"))
+            .header("X-Requested-With", "test")
+            .json(&json!({ "query": "{ currentUser { id } }" }))
+            .send()
+            .await
+            .expect("graphql")
+            .json()
+            .await
+            .expect("json");
+        let id = me["data"]["currentUser"]["id"]
+            .as_str()
+            .expect("signed in")
+            .to_owned();
+        let created: Value = client
+            .post(self.url("/.api/graphql"))
+            .header("X-Requested-With", "test")
+            .json(&json!({
+                "query": "mutation($user: ID!) { createAccessToken(user: $user, note: \"tests\") { token } }",
+                "variables": { "user": id },
+            }))
+            .send()
+            .await
+            .expect("graphql")
+            .json()
+            .await
+            .expect("json");
+        let token = created["data"]["createAccessToken"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("token created: {created}"))
+            .to_owned();
+        TestUser {
+            id,
+            auth: Auth::Token(token),
+        }
+    }
+
+    /// Creates a regular user (as `admin`) and signs them in.
+    pub async fn create_user(&self, admin: &TestUser, username: &str) -> TestUser {
+        self.graphql_ok(
+            &admin.auth,
+            "mutation($u: String!, $p: String!) { createUser(username: $u, password: $p) { id } }",
+            json!({ "u": username, "p": PASSWORD }),
+        )
+        .await;
+        self.sign_in_with_token(username).await
+    }
+
+    /// Registers a code host; returns its id.
+    pub async fn add_code_host(
+        &self,
+        admin: &TestUser,
+        kind: &str,
+        url: &str,
+        git: &str,
+    ) -> String {
+        let data = self
+            .graphql_ok(
+                &admin.auth,
+                "mutation($k: ExternalServiceKind!, $u: String!, $g: GitURLType!) { \
+                 addCodeHost(kind: $k, url: $u, gitURLType: $g) { id } }",
+                json!({ "k": kind, "u": url, "g": git }),
+            )
+            .await;
+        data["addCodeHost"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates a credential; returns the whole GraphQL response.
+    pub async fn create_credential(
+        &self,
+        auth: &Auth,
+        user: Option<&str>,
+        kind: &str,
+        url: &str,
+        token: &str,
+    ) -> Value {
+        self.graphql(
+            auth,
+            CREATE_CREDENTIAL,
+            json!({ "user": user, "k": kind, "u": url, "c": token }),
+        )
+        .await
+    }
+
+    /// The user's code host list as Sourcegraph's settings page queries it.
+    pub async fn user_code_hosts(&self, auth: &Auth, user_id: &str) -> Value {
+        self.graphql(auth, USER_CODE_HOSTS_QUERY, json!({ "user": user_id }))
+            .await
+    }
+
+    /// Counts credential rows directly in the database.
+    pub async fn count_credentials(&self) -> i64 {
+        let resolved = self.store.resolve().expect("resolve");
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(resolved.database_url.expose())
+            .await
+            .expect("connect");
+        let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM credentials")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        pool.close().await;
+        row.0
+    }
+}
+
+/// Posts a GraphQL request to `url`; returns the whole response body.
+pub async fn post_graphql(url: &str, auth: &Auth, query: &str, variables: Value) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Auth::Token(token) = auth {
+        request = request.header("Authorization", format!("token {token}"));
+    }
+    let response = request.send().await.expect("request");
+    response.json().await.expect("json body")
+}
+
+/// `createBatchChangesCredential` with variables `user`, `k`, `u`, `c`.
+pub const CREATE_CREDENTIAL: &str = "mutation($user: ID, $k: ExternalServiceKind!, $u: String!, $c: String!) { \
+    createBatchChangesCredential(user: $user, externalServiceKind: $k, \
+    externalServiceURL: $u, credential: $c) { id sshPublicKey isSiteCredential } }";
+
+/// Sourcegraph's `UserBatchChangesCodeHosts` query, as its web client sends it.
+pub const USER_CODE_HOSTS_QUERY: &str = r#"
+query UserBatchChangesCodeHosts($user: ID!, $first: Int, $after: String) {
+    node(id: $user) {
+        __typename
+        ... on User {
+            batchChangesCodeHosts(first: $first, after: $after) {
+                ...BatchChangesCodeHostsFields
+            }
+        }
+    }
+}
+fragment BatchChangesCodeHostsFields on BatchChangesCodeHostConnection {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    nodes { ...BatchChangesCodeHostFields }
+}
+fragment BatchChangesCodeHostFields on BatchChangesCodeHost {
+    externalServiceKind
+    externalServiceURL
+    requiresSSH
+    requiresUsername
+    supportsCommitSigning
+    credential { ...BatchChangesCredentialFields }
+}
+fragment BatchChangesCredentialFields on BatchChangesCredential {
+    id
+    sshPublicKey
+    isSiteCredential
+}
+"#;
+
+/// The error code of the first GraphQL error, if any.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// The message of the first GraphQL error, if any.
+pub fn error_message(body: &Value) -> &str {
+    body["errors"][0]["message"].as_str().unwrap_or_default()
+}
+
+/// Makes a secret-looking token unique to one test.
+pub fn unique_token(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,14 @@
+//! Integration tests: each starts the real server on a random loopback
+//! port, against SQLite or its own PostgreSQL database.
+
+// This whole crate is test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod authorization;
+mod cli;
+mod credentials;
+mod helpers;
+mod limits;
+mod schema;
+mod secrets;
