@@ -46,13 +46,14 @@ pub async fn open_service(
     let store = Store::connect(&resolved.database_url).await?;
     tracing::info!(database = %resolved.database_url, "database ready");
     let encryptor = Encryptor::load(resolved.key_source)?;
-    Ok(Service::new(store, Arc::new(encryptor), settings))
+    Ok(Service::new(store, Arc::new(encryptor), settings)?)
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    recheck_interval: Option<Duration>,
 }
 
 /// How often expired sessions are purged.
@@ -67,6 +68,8 @@ impl Server {
         let settings = ServiceSettings {
             instance_name: instance_name(&server_config.external_url),
             session_ttl: server_config.session_ttl,
+            code_host_timeout: server_config.code_host_timeout,
+            publish: server_config.publish,
         };
         let service = open_service(store_config, settings).await?;
         // Finish key generation a crash may have interrupted.
@@ -84,6 +87,7 @@ impl Server {
         Ok(Self {
             listener,
             state: AppState::new(service, cookies),
+            recheck_interval: server_config.recheck_interval,
         })
     }
 
@@ -112,11 +116,43 @@ impl Server {
                 }
             }
         });
+        let recheck = self.recheck_interval.map(|interval| {
+            tokio::spawn(recheck_credentials(self.state.service.clone(), interval))
+        });
         if let Ok(address) = self.local_addr() {
             tracing::info!(%address, "listening");
         }
         let result = http::serve(self.listener, self.state, shutdown).await;
         purge.abort();
+        if let Some(recheck) = recheck {
+            recheck.abort();
+        }
         result
+    }
+}
+
+/// Checks every credential against its code host once per `interval`, so
+/// revoked or expiring tokens are flagged before a publish fails. Each
+/// round only takes credentials not checked within the interval, so
+/// replicas sharing a database mostly skip each other's work.
+async fn recheck_credentials(service: Service, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match service
+            .recheck_stale_credentials(&crate::auth::Caller::Operator, interval)
+            .await
+        {
+            Ok(report) if report.passed + report.failed > 0 => {
+                tracing::info!(
+                    passed = report.passed,
+                    failed = report.failed,
+                    "re-checked credentials"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "re-checking credentials failed"),
+        }
     }
 }

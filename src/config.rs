@@ -166,6 +166,12 @@ pub struct ServerConfig {
     /// decides whether cookies are marked `Secure`.
     pub external_url: url::Url,
     pub session_ttl: Duration,
+    /// How long one call to a code host may take.
+    pub code_host_timeout: Duration,
+    /// How often stored credentials are checked again against their code
+    /// hosts; `None` turns the background check off.
+    pub recheck_interval: Option<Duration>,
+    pub publish: crate::service::PublishSettings,
 }
 
 impl ServerConfig {

@@ -14,6 +14,8 @@ pub(super) fn to_graphql(error: Error) -> async_graphql::Error {
         Error::NotFound(message) => ("NOT_FOUND", message),
         Error::InvalidInput(message) => ("BAD_USER_INPUT", message),
         Error::Conflict(message) => ("CONFLICT", message),
+        Error::CodeHostUnavailable(message) => ("CODE_HOST_UNAVAILABLE", message),
+        Error::PublishFailed(message) => ("PUBLISH_FAILED", message),
         Error::Internal(detail) => {
             tracing::error!(error = %detail, "internal error in GraphQL request");
             ("INTERNAL_SERVER_ERROR", "internal server error".to_owned())

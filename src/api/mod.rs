@@ -9,6 +9,7 @@
 mod error;
 mod ids;
 mod mutation;
+mod publish;
 mod query;
 mod types;
 
@@ -26,7 +27,7 @@ pub type BatchcredSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 /// Builds the schema around a service. Depth and complexity limits keep a
 /// single query from doing unbounded work.
 pub fn build_schema(service: Service) -> BatchcredSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
         .data(service)
         .limit_depth(16)
         .limit_complexity(2_000)
@@ -36,7 +37,7 @@ pub fn build_schema(service: Service) -> BatchcredSchema {
 /// The schema in SDL, as `batchcred schema` prints and `schema.graphql`
 /// holds.
 pub fn schema_sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
         .finish()
         .sdl()
 }

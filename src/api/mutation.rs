@@ -13,14 +13,25 @@ use super::types::{
 use crate::service::{AddCodeHost, CreateCredential};
 use crate::store::CodeHostUpdate;
 
-/// Write operations.
-pub struct MutationRoot;
+/// Write operations: these, and publishing ([`super::publish`]).
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "MutationRoot")]
+pub struct MutationRoot(CoreMutation, super::publish::PublishMutation);
+
+/// Accounts, code hosts and credentials.
+#[derive(Default)]
+pub struct CoreMutation;
 
 #[Object]
-impl MutationRoot {
+impl CoreMutation {
     /// Stores a code host token for a user, or with no `user` the global
     /// credential (site admins). On SSH code hosts a keypair is generated
-    /// and its public key returned in `sshPublicKey`.
+    /// and its public key returned in `sshPublicKey`. The token is checked
+    /// against the code host first (it must work and carry the required
+    /// scopes); with `repository` (`owner/name`) also that it may push
+    /// there, the only check possible for GitHub fine-grained tokens.
+    // One parameter per GraphQL argument, as Sourcegraph's schema has them.
+    #[allow(clippy::too_many_arguments)]
     async fn create_batch_changes_credential(
         &self,
         ctx: &Context<'_>,
@@ -29,6 +40,7 @@ impl MutationRoot {
         external_service_kind: ExternalServiceKind,
         #[graphql(name = "externalServiceURL")] external_service_url: String,
         #[graphql(secret)] credential: String,
+        repository: Option<String>,
     ) -> async_graphql::Result<BatchChangesCredential> {
         let (service, caller) = context_parts(ctx)?;
         let user = user.as_ref().map(ids::parse_user_id).transpose().gql()?;
@@ -38,6 +50,7 @@ impl MutationRoot {
             url: external_service_url,
             username,
             token: credential,
+            repository,
         };
         Ok(BatchChangesCredential(
             service.create_credential(caller, request).await.gql()?,

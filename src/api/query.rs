@@ -1,5 +1,6 @@
 //! Query root.
 
+use crate::codehost::CheckOptions;
 use async_graphql::{Context, ID, Object};
 
 use super::context_parts;
@@ -64,7 +65,9 @@ impl QueryRoot {
         ))
     }
 
-    /// Checks that a credential is still usable.
+    /// Checks that a credential still works against its code host and
+    /// carries the required scopes; the outcome is recorded on the
+    /// credential (`lastCheckedAt`, `lastCheckError`).
     async fn check_batch_changes_credential(
         &self,
         ctx: &Context<'_>,
@@ -72,7 +75,10 @@ impl QueryRoot {
     ) -> async_graphql::Result<EmptyResponse> {
         let (service, caller) = context_parts(ctx)?;
         let id = ids::parse_credential_id(&batch_changes_credential).gql()?;
-        service.check_credential(caller, id).await.gql()?;
+        service
+            .check_credential(caller, id, &CheckOptions::default())
+            .await
+            .gql()?;
         Ok(EmptyResponse::default())
     }
 

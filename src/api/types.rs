@@ -302,6 +302,43 @@ impl BatchChangesCredential {
     async fn is_site_credential(&self) -> bool {
         self.0.is_site_credential()
     }
+
+    /// The code host account the token belongs to, as the code host said
+    /// at the last successful check.
+    async fn code_host_user(&self) -> Option<&str> {
+        self.0.code_host_user.as_deref()
+    }
+
+    /// The token's scopes; null where the code host does not report them
+    /// (GitHub fine-grained tokens, GitLab before 15.5).
+    async fn scopes(&self) -> Option<&[String]> {
+        self.0.scopes.as_deref()
+    }
+
+    /// When the token expires, where the code host says.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+
+    /// Things its owner should know that did not stop it being stored,
+    /// e.g. a missing `workflow` scope on GitHub.
+    async fn warnings(&self) -> &[String] {
+        &self.0.warnings
+    }
+
+    async fn last_checked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_checked_at
+    }
+
+    /// Why the last check against the code host failed; null if it passed.
+    async fn last_check_error(&self) -> Option<&str> {
+        self.0.last_check_error.as_deref()
+    }
+
+    /// True when the token expires within 7 days or its last check failed.
+    async fn needs_attention(&self) -> bool {
+        self.0.needs_attention()
+    }
 }
 
 /// A configured code host, as site admins manage it.

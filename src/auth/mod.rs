@@ -61,6 +61,16 @@ impl Caller {
         }
     }
 
+    /// Things only whoever runs the CLI on the server may do (such as making
+    /// the service read a repository on the server's disk).
+    pub fn require_operator(&self) -> Result<(), Denied> {
+        match self {
+            Self::Anonymous => Err(Denied::Unauthenticated),
+            Self::User(_) => Err(Denied::NotSiteAdmin),
+            Self::Operator => Ok(()),
+        }
+    }
+
     /// Acting on a user's account or credentials: themselves, or a site
     /// admin on their behalf. Others see the user as not existing.
     pub fn require_acting_for(&self, user_id: UserId) -> Result<(), Denied> {

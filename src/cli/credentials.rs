@@ -1,7 +1,10 @@
 //! `batchcred credentials …`.
 
 use anyhow::Result;
-use batchcred::domain::CodeHostKind;
+use std::time::Duration;
+
+use batchcred::codehost::CheckOptions;
+use batchcred::domain::{CodeHostKind, CodeHostUrl};
 use batchcred::service::{CreateCredential, CredentialView, Service};
 use batchcred::store::CredentialOwner;
 use clap::Subcommand;
@@ -42,6 +45,29 @@ pub enum CredentialsCommand {
         /// Code host username, for kinds that need one.
         #[arg(long)]
         username: Option<String>,
+        /// Also check that the token may push to this repository
+        /// (owner/name): the only check possible for GitHub fine-grained
+        /// tokens.
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Check a credential against its code host again and record the result.
+    Check {
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// The code host's URL.
+        #[arg(long)]
+        url: String,
+        /// Also check that the token may push to this repository.
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Check every credential not checked within the given age (what the
+    /// server does in the background).
+    Recheck {
+        /// Only credentials last checked longer ago than this many hours.
+        #[arg(long, default_value_t = 0)]
+        older_than_hours: u64,
     },
     /// Remove a credential (and its SSH key) for good.
     Remove {
@@ -60,6 +86,19 @@ async fn resolve_owner(service: &Service, owner: OwnerArgs) -> Result<Credential
     })
 }
 
+async fn find_credential(service: &Service, owner: OwnerArgs, url: &str) -> Result<CredentialView> {
+    let owner = resolve_owner(service, owner).await?;
+    let url = CodeHostUrl::parse(url)?;
+    service
+        .list_credentials(&OPERATOR, owner)
+        .await?
+        .into_iter()
+        .find(|c| c.url == url)
+        .ok_or_else(|| anyhow::anyhow!("no such credential for {url}"))
+}
+
+const LIST_HEADER: &str = "KIND             SCOPE   URL                                      CODE HOST USER   EXPIRES     STATUS";
+
 fn print_credential(credential: &CredentialView) {
     let scope = if credential.is_site_credential() {
         "global"
@@ -67,19 +106,53 @@ fn print_credential(credential: &CredentialView) {
         "user"
     };
     println!(
-        "{:<16} {:<7} {:<40} {}",
+        "{:<16} {:<7} {:<40} {:<16} {:<11} {}",
         credential.kind.as_str(),
         scope,
         credential.url,
-        credential.created_at.to_rfc3339()
+        credential.code_host_user.as_deref().unwrap_or("-"),
+        credential
+            .expires_at
+            .map_or_else(|| "-".to_owned(), |at| at.format("%Y-%m-%d").to_string()),
+        status(credential),
     );
+}
+
+/// "ok", or what needs its owner's attention.
+fn status(credential: &CredentialView) -> String {
+    if let Some(error) = &credential.last_check_error {
+        return format!("NEEDS ATTENTION: last check failed: {error}");
+    }
+    if credential.needs_attention() {
+        return "NEEDS ATTENTION: expires within 7 days".to_owned();
+    }
+    if credential.ssh_key_pending {
+        return "ssh key not yet added to the code host".to_owned();
+    }
+    "ok".to_owned()
+}
+
+fn print_details(credential: &CredentialView) {
+    if let Some(user) = &credential.code_host_user {
+        println!("code host user: {user}");
+    }
+    match &credential.scopes {
+        Some(scopes) => println!("scopes: {}", scopes.join(", ")),
+        None => println!("scopes: not reported by the code host"),
+    }
+    if let Some(at) = credential.expires_at {
+        println!("expires: {}", at.format("%Y-%m-%d %H:%M UTC"));
+    }
+    for warning in &credential.warnings {
+        println!("warning: {warning}");
+    }
 }
 
 pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
     match command {
         CredentialsCommand::List { owner } => {
             let owner = resolve_owner(service, owner).await?;
-            println!("{:<16} {:<7} {:<40} CREATED", "KIND", "SCOPE", "URL");
+            println!("{LIST_HEADER}");
             for credential in service.list_credentials(&OPERATOR, owner).await? {
                 print_credential(&credential);
             }
@@ -89,6 +162,7 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
             kind,
             url,
             username,
+            repository,
         } => {
             let owner = resolve_owner(service, owner).await?;
             let token = read_secret("Token: ", false)?;
@@ -101,23 +175,48 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
                 url,
                 username,
                 token: token.expose_secret().to_owned(),
+                repository,
             };
             let credential = service.create_credential(&OPERATOR, request).await?;
             println!("added credential for {}", credential.url);
+            print_details(&credential);
             if let Some(key) = &credential.ssh_public_key {
                 println!("add this SSH public key to the code host:\n{key}");
             }
         }
+        CredentialsCommand::Check {
+            owner,
+            url,
+            repository,
+        } => {
+            let credential = find_credential(service, owner, &url).await?;
+            let options = CheckOptions { repository };
+            let credential = service
+                .check_credential(&OPERATOR, credential.id, &options)
+                .await?;
+            println!("credential for {} works", credential.url);
+            print_details(&credential);
+        }
+        CredentialsCommand::Recheck { older_than_hours } => {
+            let max_age = Duration::from_secs(older_than_hours.saturating_mul(3600));
+            let report = service
+                .recheck_stale_credentials(&OPERATOR, max_age)
+                .await?;
+            println!(
+                "checked {} credentials: {} passed, {} failed",
+                report.passed + report.failed,
+                report.passed,
+                report.failed
+            );
+            if report.failed > 0 {
+                anyhow::bail!(
+                    "{} credentials failed their check; see `batchcred credentials list`",
+                    report.failed
+                );
+            }
+        }
         CredentialsCommand::Remove { owner, url } => {
-            let owner = resolve_owner(service, owner).await?;
-            let found = service
-                .list_credentials(&OPERATOR, owner)
-                .await?
-                .into_iter()
-                .find(|c| batchcred::domain::CodeHostUrl::parse(&url).is_ok_and(|u| u == c.url));
-            let Some(credential) = found else {
-                anyhow::bail!("no such credential for {url}");
-            };
+            let credential = find_credential(service, owner, &url).await?;
             service.delete_credential(&OPERATOR, credential.id).await?;
             println!("removed credential for {}", credential.url);
         }

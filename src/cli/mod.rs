@@ -6,6 +6,7 @@ mod codehosts;
 mod credentials;
 mod input;
 mod keys;
+mod publish;
 mod serve;
 mod users;
 
@@ -97,6 +98,9 @@ enum Command {
     /// Manage the encryption keyring.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Publish the changesets a spec file lists (push each branch, open or
+    /// update its pull request); resumes where an interrupted run stopped.
+    Publish(publish::PublishArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
 }
@@ -124,6 +128,7 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Codehosts(command) => codehosts::run(&open(&store).await?, command).await,
         Command::Credentials(command) => credentials::run(&open(&store).await?, command).await,
         Command::Keys(command) => keys::run(&store, command).await,
+        Command::Publish(args) => publish::run(&open(&store).await?, args).await,
     }
 }
 
@@ -135,6 +140,8 @@ async fn open(store: &StoreConfig) -> Result<Service> {
     let settings = ServiceSettings {
         instance_name: serve::default_instance_name(),
         session_ttl: serve::DEFAULT_SESSION_TTL,
+        code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
+        publish: batchcred::service::PublishSettings::default(),
     };
     Ok(batchcred::app::open_service(store, settings).await?)
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use batchcred::app::Server;
 use batchcred::config::{ServerConfig, StoreConfig};
+use batchcred::publish::Backoff;
+use batchcred::service::PublishSettings;
 
 /// Sessions last this long unless configured otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -25,6 +27,30 @@ pub struct ServeArgs {
     /// How long a sign-in lasts, in hours.
     #[arg(long, env = "BATCHCRED_SESSION_TTL_HOURS", default_value_t = 720)]
     session_ttl_hours: u64,
+
+    /// Seconds one call to a code host may take before it counts as
+    /// unreachable.
+    #[arg(long, env = "BATCHCRED_CODE_HOST_TIMEOUT_SECS", default_value_t = 10)]
+    code_host_timeout_secs: u64,
+
+    /// Hours between background checks of stored credentials against their
+    /// code hosts (0 turns them off).
+    #[arg(long, env = "BATCHCRED_RECHECK_INTERVAL_HOURS", default_value_t = 12)]
+    recheck_interval_hours: u64,
+
+    /// Milliseconds between two pull requests opened on one GitHub code
+    /// host (GitHub's secondary rate limits punish bursts).
+    #[arg(long, env = "BATCHCRED_GITHUB_PR_INTERVAL_MS", default_value_t = 1000)]
+    github_pr_interval_ms: u64,
+
+    /// The longest rate-limit wait a publish sits out, in seconds; a code
+    /// host asking for longer fails the changeset instead.
+    #[arg(
+        long,
+        env = "BATCHCRED_MAX_RATE_LIMIT_WAIT_SECS",
+        default_value_t = 900
+    )]
+    max_rate_limit_wait_secs: u64,
 }
 
 /// The instance name used by CLI commands, which have no external URL.
@@ -48,6 +74,16 @@ pub async fn run(store: &StoreConfig, args: ServeArgs) -> Result<()> {
         listen: args.listen,
         external_url,
         session_ttl: Duration::from_secs(args.session_ttl_hours.saturating_mul(3600)),
+        code_host_timeout: Duration::from_secs(args.code_host_timeout_secs.max(1)),
+        recheck_interval: (args.recheck_interval_hours > 0)
+            .then(|| Duration::from_secs(args.recheck_interval_hours.saturating_mul(3600))),
+        publish: PublishSettings {
+            github_pull_request_interval: Duration::from_millis(args.github_pr_interval_ms),
+            backoff: Backoff {
+                max_wait: Duration::from_secs(args.max_rate_limit_wait_secs),
+                ..Backoff::default()
+            },
+        },
     };
     let server = Server::build(store, &config).await?;
     server.run(shutdown_signal()).await.context("serving")?;

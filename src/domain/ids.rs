@@ -58,6 +58,11 @@ uuid_id!(
     CredentialId
 );
 
+uuid_id!(
+    /// Identifies a changeset (one branch of one repository).
+    ChangesetId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

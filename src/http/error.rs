@@ -31,6 +31,8 @@ impl From<Error> for ApiError {
             Error::NotFound(message) => Self::new(StatusCode::NOT_FOUND, message),
             Error::InvalidInput(message) => Self::new(StatusCode::BAD_REQUEST, message),
             Error::Conflict(message) => Self::new(StatusCode::CONFLICT, message),
+            Error::CodeHostUnavailable(message) => Self::new(StatusCode::BAD_GATEWAY, message),
+            Error::PublishFailed(message) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, message),
             Error::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")

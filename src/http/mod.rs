@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/sign-in", post(session::sign_in))
         .route("/-/sign-out", post(session::sign_out))
         .route("/-/site-init", post(session::site_init))
+        .merge(crate::web::router())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

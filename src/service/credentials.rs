@@ -8,12 +8,13 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{Error, Result, Service, not_found};
 use crate::auth::Caller;
+use crate::codehost::CheckOptions;
 use crate::crypto::{Sealed, SshKeypair, generate_ssh_keypair};
 use crate::domain::{
     CodeHostKind, CodeHostUrl, CredentialId, GitUrlType, SshKeyAlgorithm, Token, UserId,
 };
 use crate::store::{
-    CodeHostRecord, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate,
+    CheckState, CodeHostRecord, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate,
 };
 
 /// A request to store a credential.
@@ -24,6 +25,10 @@ pub struct CreateCredential {
     pub url: String,
     pub username: Option<String>,
     pub token: String,
+    /// Also check that the token may push to this repository
+    /// (`owner/name`): the only check possible for GitHub fine-grained
+    /// tokens.
+    pub repository: Option<String>,
 }
 
 impl std::fmt::Debug for CreateCredential {
@@ -33,6 +38,7 @@ impl std::fmt::Debug for CreateCredential {
             .field("kind", &self.kind)
             .field("url", &self.url)
             .field("username", &self.username)
+            .field("repository", &self.repository)
             .finish_non_exhaustive()
     }
 }
@@ -48,6 +54,15 @@ pub struct CredentialView {
     pub ssh_public_key: Option<String>,
     pub ssh_key_pending: bool,
     pub created_at: DateTime<Utc>,
+    /// The code host account the token belongs to.
+    pub code_host_user: Option<String>,
+    /// `None` where the code host does not report scopes.
+    pub scopes: Option<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub warnings: Vec<String>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    /// Why the last check failed; `None` when it passed.
+    pub last_check_error: Option<String>,
 }
 
 impl CredentialView {
@@ -61,11 +76,26 @@ impl CredentialView {
             ssh_public_key: record.ssh_public_key.clone(),
             ssh_key_pending: record.ssh_key_pending,
             created_at: record.created_at,
+            code_host_user: record.check.code_host_user.clone(),
+            scopes: record.check.scopes.clone(),
+            expires_at: record.check.expires_at,
+            warnings: record.check.warnings.clone(),
+            last_checked_at: record.check.last_checked_at,
+            last_check_error: record.check.last_check_error.clone(),
         }
     }
 
     pub fn is_site_credential(&self) -> bool {
         self.owner == CredentialOwner::Site
+    }
+
+    /// Whether its owner should act: the token expires within a week (or
+    /// has expired), or the last check against the code host failed.
+    pub fn needs_attention(&self) -> bool {
+        self.last_check_error.is_some()
+            || self
+                .expires_at
+                .is_some_and(|at| crate::codehost::expires_soon(at, Utc::now()))
     }
 }
 
@@ -213,13 +243,20 @@ impl Service {
             ));
         }
 
+        // Nothing is stored unless the code host accepts the token.
+        let token = SecretString::from(token.expose());
+        let options = CheckOptions {
+            repository: request.repository,
+        };
+        let check = self.check_token(&host, &token, &options).await?;
+
         let keypair = match host.git_url_type {
             GitUrlType::Ssh => Some(self.generate_keypair(host.ssh_key_algorithm).await?),
             GitUrlType::Http => None,
         };
         let id = CredentialId::new();
         let secret = CredentialSecret {
-            token: SecretString::from(token.expose()),
+            token,
             ssh_private_key: keypair.as_ref().map(|k| k.private_key.clone()),
         };
         let now = Utc::now();
@@ -233,6 +270,14 @@ impl Service {
             ssh_key_pending: false,
             created_at: now,
             updated_at: now,
+            check: CheckState {
+                code_host_user: Some(check.user),
+                scopes: check.scopes,
+                expires_at: check.expires_at,
+                warnings: check.warnings,
+                last_checked_at: Some(now),
+                last_check_error: None,
+            },
         };
         self.store.insert_credential(&record).await?;
         tracing::info!(credential = %id, "credential created");
@@ -240,7 +285,7 @@ impl Service {
     }
 
     /// Loads a credential the caller may see; others' look nonexistent.
-    async fn accessible_credential(
+    pub(super) async fn accessible_credential(
         &self,
         caller: &Caller,
         id: CredentialId,
@@ -274,14 +319,6 @@ impl Service {
             .await
             .map_err(not_found("credential"))?;
         tracing::info!(credential = %id, "credential deleted");
-        Ok(())
-    }
-
-    /// Checks that a credential's secret can still be read with the current
-    /// keyring (the code host check builds on this).
-    pub async fn check_credential(&self, caller: &Caller, id: CredentialId) -> Result<()> {
-        let (record, _) = self.accessible_credential(caller, id).await?;
-        self.open_secret(&record)?;
         Ok(())
     }
 

@@ -3,21 +3,28 @@
 //! authorization, validation and encryption happen the same way for all.
 
 mod accounts;
+mod checks;
 mod code_hosts;
 mod credentials;
 mod keys;
 mod page;
+mod publish;
+mod resolution;
 
 pub use accounts::{CreatedAccessToken, SessionToken};
+pub use checks::RecheckReport;
 pub use code_hosts::{AddCodeHost, CodeHostView};
-pub use credentials::{CreateCredential, CredentialView};
+pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
 pub use keys::{KeyStatus, ReencryptReport};
 pub use page::{Page, PageRequest};
+pub use publish::{ChangesetReport, OnReport, PublishResult, PublishSettings, PublishedChangeset};
+pub use resolution::{CredentialSource, ResolvedCredential};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{Caller, Denied};
+use crate::codehost::{self, ApiClient};
 use crate::crypto::{self, Encryptor};
 use crate::domain::InvalidInput;
 use crate::store::{self, Store};
@@ -37,6 +44,14 @@ pub enum Error {
     InvalidInput(String),
     #[error("{0}")]
     Conflict(String),
+    /// The code host could not be asked (unreachable, failing, rate
+    /// limiting): nothing is known to be wrong with the caller's input.
+    #[error("{0}")]
+    CodeHostUnavailable(String),
+    /// Publishing a changeset failed at the code host (push refused,
+    /// pull request refused).
+    #[error("{0}")]
+    PublishFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -71,6 +86,16 @@ impl From<store::Error> for Error {
     }
 }
 
+impl From<codehost::Error> for Error {
+    fn from(error: codehost::Error) -> Self {
+        if error.is_token_problem() {
+            Self::InvalidInput(error.to_string())
+        } else {
+            Self::CodeHostUnavailable(error.to_string())
+        }
+    }
+}
+
 impl From<crypto::Error> for Error {
     fn from(error: crypto::Error) -> Self {
         Self::Internal(error.to_string())
@@ -83,6 +108,9 @@ pub struct ServiceSettings {
     /// Comment put on generated SSH public keys, e.g. `batchcred@host`.
     pub instance_name: String,
     pub session_ttl: Duration,
+    /// How long one call to a code host may take.
+    pub code_host_timeout: Duration,
+    pub publish: PublishSettings,
 }
 
 /// The service: cheap to clone, shared by every request.
@@ -91,15 +119,22 @@ pub struct Service {
     store: Store,
     encryptor: Arc<Encryptor>,
     settings: Arc<ServiceSettings>,
+    code_hosts: ApiClient,
+    /// Spaces out pull requests per code host, shared by all publishes.
+    pacer: crate::publish::Pacer,
 }
 
 impl Service {
-    pub fn new(store: Store, encryptor: Arc<Encryptor>, settings: ServiceSettings) -> Self {
-        Self {
+    pub fn new(store: Store, encryptor: Arc<Encryptor>, settings: ServiceSettings) -> Result<Self> {
+        let code_hosts = ApiClient::new(settings.code_host_timeout)
+            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
             store,
             encryptor,
             settings: Arc::new(settings),
-        }
+            code_hosts,
+            pacer: crate::publish::Pacer::default(),
+        })
     }
 
     pub fn store(&self) -> &Store {

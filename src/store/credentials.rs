@@ -41,6 +41,21 @@ pub struct CredentialRecord {
     pub ssh_key_pending: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub check: CheckState,
+}
+
+/// What the last check against the code host found. A failed check keeps
+/// what earlier ones learned and records the error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckState {
+    /// The code host account the token belongs to.
+    pub code_host_user: Option<String>,
+    /// `None` where the code host does not report scopes.
+    pub scopes: Option<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub warnings: Vec<String>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_check_error: Option<String>,
 }
 
 /// A credential to store.
@@ -56,7 +71,8 @@ pub struct SecretUpdate {
 
 macro_rules! credential_columns {
     () => {
-        "id, code_host_id, user_id, username, secret_key_id, secret, ssh_public_key, ssh_key_pending, created_at, updated_at"
+        "id, code_host_id, user_id, username, secret_key_id, secret, ssh_public_key, ssh_key_pending, created_at, updated_at, \
+         code_host_user, scopes, token_expires_at, warnings, last_checked_at, last_check_error"
     };
 }
 
@@ -82,7 +98,34 @@ fn credential_from_row(row: &AnyRow) -> Result<CredentialRecord> {
         ssh_key_pending: row.try_get::<i64, _>("ssh_key_pending")? != 0,
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
+        check: CheckState {
+            code_host_user: row.try_get("code_host_user")?,
+            scopes: row
+                .try_get::<Option<String>, _>("scopes")?
+                .map(|json| from_json_list("credentials.scopes", &json))
+                .transpose()?,
+            expires_at: optional_millis(row.try_get("token_expires_at")?)?,
+            warnings: from_json_list(
+                "credentials.warnings",
+                &row.try_get::<String, _>("warnings")?,
+            )?,
+            last_checked_at: optional_millis(row.try_get("last_checked_at")?)?,
+            last_check_error: row.try_get("last_check_error")?,
+        },
     })
+}
+
+fn from_json_list(column: &str, json: &str) -> Result<Vec<String>> {
+    serde_json::from_str(json)
+        .map_err(|_| Error::Corrupt(format!("column {column} holds {json:?}")))
+}
+
+fn to_json_list(list: &[String]) -> String {
+    serde_json::Value::from(list).to_string()
+}
+
+fn optional_millis(millis: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    millis.map(from_millis).transpose()
 }
 
 impl Store {
@@ -93,7 +136,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO credentials (",
             credential_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(credential.id.to_string())
         .bind(credential.code_host_id.to_string())
@@ -105,6 +148,12 @@ impl Store {
         .bind(i64::from(credential.ssh_key_pending))
         .bind(to_millis(credential.created_at))
         .bind(to_millis(credential.updated_at))
+        .bind(credential.check.code_host_user.as_deref())
+        .bind(credential.check.scopes.as_deref().map(to_json_list))
+        .bind(credential.check.expires_at.map(to_millis))
+        .bind(to_json_list(&credential.check.warnings))
+        .bind(credential.check.last_checked_at.map(to_millis))
+        .bind(credential.check.last_check_error.as_deref())
         .execute(&self.pool)
         .await
         .map_err(|e| conflict_on_unique(e, "a credential for this code host already exists"))?;
@@ -230,6 +279,51 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores the outcome of a check against the code host.
+    pub async fn record_credential_check(
+        &self,
+        id: CredentialId,
+        check: &CheckState,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE credentials SET code_host_user = $1, scopes = $2, token_expires_at = $3, \
+             warnings = $4, last_checked_at = $5, last_check_error = $6 WHERE id = $7",
+        )
+        .bind(check.code_host_user.as_deref())
+        .bind(check.scopes.as_deref().map(to_json_list))
+        .bind(check.expires_at.map(to_millis))
+        .bind(to_json_list(&check.warnings))
+        .bind(check.last_checked_at.map(to_millis))
+        .bind(check.last_check_error.as_deref())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` credentials last checked before `cutoff` (or never),
+    /// oldest first, for the periodic re-check.
+    pub async fn list_credentials_checked_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<CredentialRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            credential_columns!(),
+            " FROM credentials WHERE last_checked_at IS NULL OR last_checked_at < $1 \
+             ORDER BY last_checked_at, id LIMIT $2"
+        ))
+        .bind(to_millis(cutoff))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_from_row).collect()
     }
 
     /// Records that the owner has added the generated public key.

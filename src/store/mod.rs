@@ -6,13 +6,15 @@
 //! and each backend has its own migration set for the few DDL differences.
 
 mod access_tokens;
+mod changesets;
 mod code_hosts;
 mod credentials;
 mod sessions;
 mod users;
 
+pub use changesets::{ChangesetRecord, ChangesetState};
 pub use code_hosts::{CodeHostRecord, CodeHostUpdate, NewCodeHost};
-pub use credentials::{CredentialOwner, CredentialRecord, NewCredential, SecretUpdate};
+pub use credentials::{CheckState, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate};
 pub use users::{NewUser, UserRecord};
 
 use std::str::FromStr;

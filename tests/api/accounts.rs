@@ -143,6 +143,7 @@ async fn expired_session_is_refused_with_a_clear_error() {
         Backend::Sqlite,
         AppOptions {
             session_ttl: Duration::from_secs(1),
+            ..AppOptions::default()
         },
     )
     .await;

@@ -62,7 +62,10 @@ struct Fixture {
 impl Fixture {
     /// A fresh code host only this cell uses.
     async fn fresh_host(&self) -> (String, String) {
-        let url = format!("https://{}.example.com", uuid::Uuid::new_v4().simple());
+        let url = self
+            .app
+            .codehosts
+            .url(&uuid::Uuid::new_v4().simple().to_string());
         let id = self
             .app
             .add_code_host(&self.admin, "GITHUB", &url, "HTTP")

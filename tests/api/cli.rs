@@ -4,8 +4,9 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use crate::secrets::ServerProcess;
+use crate::support::codehost::Emulator;
 
-fn batchcred(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+pub fn batchcred(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_batchcred"))
         .args(args)
         .arg("--data-dir")
@@ -27,7 +28,7 @@ fn batchcred(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().expect("wait")
 }
 
-fn ok(output: &Output) -> String {
+pub fn ok(output: &Output) -> String {
     assert!(
         output.status.success(),
         "failed: {}",
@@ -36,8 +37,12 @@ fn ok(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[test]
-fn quick_start_from_the_readme_works() {
+// Multi-threaded: the CLI runs as a blocking child process while the code
+// host emulator answers it from another worker thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_start_from_the_readme_works() {
+    let codehosts = Emulator::accepting_any_token().await;
+    let (github, gitlab) = (codehosts.url("github"), codehosts.url("gitlab"));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = ok(&batchcred(
@@ -59,7 +64,7 @@ fn quick_start_from_the_readme_works() {
             "--kind",
             "GITHUB",
             "--url",
-            "https://github.com/",
+            &format!("{github}/"),
         ],
         "",
     ));
@@ -71,7 +76,7 @@ fn quick_start_from_the_readme_works() {
             "--kind",
             "gitlab",
             "--url",
-            "https://gitlab.example.com",
+            &gitlab,
             "--git-url-type",
             "ssh",
         ],
@@ -79,7 +84,7 @@ fn quick_start_from_the_readme_works() {
     ));
     let listed = ok(&batchcred(&data, &["codehosts", "list"], ""));
     assert!(
-        listed.contains("https://github.com") && listed.contains("https://gitlab.example.com"),
+        listed.contains(&github) && listed.contains(&gitlab),
         "{listed}"
     );
 
@@ -93,12 +98,12 @@ fn quick_start_from_the_readme_works() {
             "--kind",
             "GITHUB",
             "--url",
-            "https://github.com",
+            &github,
         ],
         "ghp_clitoken\n",
     ));
     assert!(
-        out.contains("added credential for https://github.com"),
+        out.contains(&format!("added credential for {github}")),
         "{out}"
     );
     let out = ok(&batchcred(
@@ -110,7 +115,7 @@ fn quick_start_from_the_readme_works() {
             "--kind",
             "GITLAB",
             "--url",
-            "https://gitlab.example.com",
+            &gitlab,
         ],
         "glpat-clitoken\n",
     ));
@@ -121,7 +126,7 @@ fn quick_start_from_the_readme_works() {
         "",
     ));
     assert!(
-        listed.contains("https://github.com") && !listed.contains("ghp_clitoken"),
+        listed.contains(&github) && !listed.contains("ghp_clitoken"),
         "{listed}"
     );
 
@@ -139,14 +144,7 @@ fn quick_start_from_the_readme_works() {
 
     ok(&batchcred(
         &data,
-        &[
-            "credentials",
-            "remove",
-            "--user",
-            "bob",
-            "--url",
-            "https://github.com",
-        ],
+        &["credentials", "remove", "--user", "bob", "--url", &github],
         "",
     ));
     let listed = ok(&batchcred(
@@ -154,12 +152,8 @@ fn quick_start_from_the_readme_works() {
         &["credentials", "list", "--user", "bob"],
         "",
     ));
-    assert!(!listed.contains("https://github.com"), "{listed}");
-    ok(&batchcred(
-        &data,
-        &["codehosts", "remove", "https://gitlab.example.com"],
-        "",
-    ));
+    assert!(!listed.contains(&github), "{listed}");
+    ok(&batchcred(&data, &["codehosts", "remove", &gitlab], ""));
     let listed = ok(&batchcred(&data, &["credentials", "list", "--global"], ""));
     assert_eq!(listed.lines().count(), 1, "{listed}");
 }
@@ -263,8 +257,10 @@ fn every_command_has_help() {
 
 /// `keys rotate` while the server runs: the server keeps reading every
 /// credential, and all of them end up under the new primary key.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_is_online_and_complete() {
+    let codehosts = Emulator::accepting_any_token().await;
+    let (github, gitlab) = (codehosts.url("github"), codehosts.url("gitlab"));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     ok(&batchcred(
@@ -274,14 +270,7 @@ async fn key_rotation_is_online_and_complete() {
     ));
     ok(&batchcred(
         &data,
-        &[
-            "codehosts",
-            "add",
-            "--kind",
-            "GITHUB",
-            "--url",
-            "https://github.com",
-        ],
+        &["codehosts", "add", "--kind", "GITHUB", "--url", &github],
         "",
     ));
     ok(&batchcred(
@@ -292,7 +281,7 @@ async fn key_rotation_is_online_and_complete() {
             "--kind",
             "GITLAB",
             "--url",
-            "https://gitlab.com",
+            &gitlab,
             "--git-url-type",
             "ssh",
         ],
@@ -308,7 +297,7 @@ async fn key_rotation_is_online_and_complete() {
             "--kind",
             "GITHUB",
             "--url",
-            "https://github.com",
+            &github,
         ],
         "ghp_a\n",
     ));
@@ -321,7 +310,7 @@ async fn key_rotation_is_online_and_complete() {
             "--kind",
             "GITLAB",
             "--url",
-            "https://gitlab.com",
+            &gitlab,
         ],
         "glpat_b\n",
     ));

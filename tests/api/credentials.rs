@@ -18,8 +18,10 @@ both_backends!(
     code_host_pages_and_cascading_delete,
 );
 
-const GITHUB: &str = "https://github.example.com";
-const GITLAB: &str = "https://gitlab.example.com";
+/// The URLs of two emulated code hosts.
+fn urls(app: &TestApp) -> (String, String) {
+    (app.codehosts.url("github"), app.codehosts.url("gitlab"))
+}
 
 async fn setup(backend: Backend) -> (TestApp, TestUser, TestUser) {
     let app = spawn_app(backend).await;
@@ -45,8 +47,11 @@ fn credentials_by_url(body: &Value) -> Vec<(String, Value)> {
 
 async fn user_credential_turns_indicator_green_and_removal_turns_it_red(backend: Backend) {
     let (app, admin, alice) = setup(backend).await;
-    app.add_code_host(&admin, "GITHUB", GITHUB, "HTTP").await;
-    app.add_code_host(&admin, "GITLAB", GITLAB, "HTTP").await;
+    let (github, gitlab) = urls(&app);
+    app.add_code_host(&admin, "GITHUB", github.as_str(), "HTTP")
+        .await;
+    app.add_code_host(&admin, "GITLAB", gitlab.as_str(), "HTTP")
+        .await;
 
     let before = credentials_by_url(&app.user_code_hosts(&alice.auth, &alice.id).await);
     assert_eq!(before.len(), 2);
@@ -58,7 +63,7 @@ async fn user_credential_turns_indicator_green_and_removal_turns_it_red(backend:
             &alice.auth,
             Some(&alice.id),
             "GITHUB",
-            "https://GitHub.example.com/",
+            &format!("HTTP://{}/github/", app.codehosts.address),
             &unique_token("ghp_"),
         )
         .await;
@@ -67,7 +72,7 @@ async fn user_credential_turns_indicator_green_and_removal_turns_it_red(backend:
     assert_eq!(credential["sshPublicKey"], Value::Null);
 
     let after = credentials_by_url(&app.user_code_hosts(&alice.auth, &alice.id).await);
-    assert_eq!(after[0].0, GITHUB);
+    assert_eq!(after[0].0, github.as_str());
     assert_eq!(after[0].1["id"], credential["id"]);
     assert!(after[1].1.is_null());
 
@@ -98,9 +103,17 @@ async fn user_credential_turns_indicator_green_and_removal_turns_it_red(backend:
 
 async fn global_credential_covers_users_without_their_own(backend: Backend) {
     let (app, admin, alice) = setup(backend).await;
-    app.add_code_host(&admin, "GITHUB", GITHUB, "HTTP").await;
+    let github = app.codehosts.url("github");
+    app.add_code_host(&admin, "GITHUB", github.as_str(), "HTTP")
+        .await;
     let global = app
-        .create_credential(&admin.auth, None, "GITHUB", GITHUB, &unique_token("ghp_"))
+        .create_credential(
+            &admin.auth,
+            None,
+            "GITHUB",
+            github.as_str(),
+            &unique_token("ghp_"),
+        )
         .await;
     let global_id = global["data"]["createBatchChangesCredential"]["id"].clone();
     assert_eq!(
@@ -119,7 +132,7 @@ async fn global_credential_covers_users_without_their_own(backend: Backend) {
             &alice.auth,
             Some(&alice.id),
             "GITHUB",
-            GITHUB,
+            github.as_str(),
             &unique_token("ghp_"),
         )
         .await;
@@ -157,13 +170,15 @@ async fn global_credential_covers_users_without_their_own(backend: Backend) {
 
 async fn ssh_code_hosts_generate_a_keypair_shown_now_and_later(backend: Backend) {
     let (app, admin, alice) = setup(backend).await;
-    app.add_code_host(&admin, "GITLAB", GITLAB, "SSH").await;
+    let gitlab = app.codehosts.url("gitlab");
+    app.add_code_host(&admin, "GITLAB", gitlab.as_str(), "SSH")
+        .await;
     let created = app
         .create_credential(
             &alice.auth,
             Some(&alice.id),
             "GITLAB",
-            GITLAB,
+            gitlab.as_str(),
             &unique_token("glpat-"),
         )
         .await;
@@ -195,13 +210,16 @@ async fn ssh_code_hosts_generate_a_keypair_shown_now_and_later(backend: Backend)
 
 async fn switching_a_code_host_to_ssh_gives_existing_credentials_keys(backend: Backend) {
     let (app, admin, alice) = setup(backend).await;
-    let host_id = app.add_code_host(&admin, "GITHUB", GITHUB, "HTTP").await;
+    let github = app.codehosts.url("github");
+    let host_id = app
+        .add_code_host(&admin, "GITHUB", github.as_str(), "HTTP")
+        .await;
     let created = app
         .create_credential(
             &alice.auth,
             Some(&alice.id),
             "GITHUB",
-            GITHUB,
+            github.as_str(),
             &unique_token("ghp_"),
         )
         .await;
@@ -250,13 +268,16 @@ async fn switching_a_code_host_to_ssh_gives_existing_credentials_keys(backend: B
 
 async fn duplicate_and_concurrent_creates_leave_exactly_one(backend: Backend) {
     let (app, admin, alice) = setup(backend).await;
-    app.add_code_host(&admin, "GITHUB", GITHUB, "HTTP").await;
+    let github = app.codehosts.url("github");
+    app.add_code_host(&admin, "GITHUB", github.as_str(), "HTTP")
+        .await;
     let mut attempts = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let (url, auth, user) = (
+        let (url, auth, user, github) = (
             app.url("/.api/graphql"),
             alice.auth.clone(),
             alice.id.clone(),
+            github.clone(),
         );
         attempts.spawn(async move {
             post_graphql(
@@ -264,7 +285,7 @@ async fn duplicate_and_concurrent_creates_leave_exactly_one(backend: Backend) {
                 &auth,
                 CREATE_CREDENTIAL,
                 json!({
-                    "user": user, "k": "GITHUB", "u": GITHUB, "c": "ghp_concurrent",
+                    "user": user, "k": "GITHUB", "u": github, "c": "ghp_concurrent",
                 }),
             )
             .await
@@ -282,7 +303,9 @@ async fn duplicate_and_concurrent_creates_leave_exactly_one(backend: Backend) {
 
 async fn bad_credential_input_changes_nothing(backend: Backend) {
     let (app, admin, alice) = setup(backend).await;
-    app.add_code_host(&admin, "GITHUB", GITHUB, "HTTP").await;
+    let github = app.codehosts.url("github");
+    app.add_code_host(&admin, "GITHUB", github.as_str(), "HTTP")
+        .await;
     let cases = [
         (
             "GITHUB",
@@ -291,16 +314,22 @@ async fn bad_credential_input_changes_nothing(backend: Backend) {
             "NOT_FOUND",
             "unknown code host",
         ),
-        ("GITHUB", GITHUB, "", "BAD_USER_INPUT", "empty"),
-        ("GITHUB", GITHUB, "   ", "BAD_USER_INPUT", "empty"),
+        ("GITHUB", github.as_str(), "", "BAD_USER_INPUT", "empty"),
+        ("GITHUB", github.as_str(), "   ", "BAD_USER_INPUT", "empty"),
         (
             "GITHUB",
-            GITHUB,
+            github.as_str(),
             "ghp_has space",
             "BAD_USER_INPUT",
             "whitespace",
         ),
-        ("GITLAB", GITHUB, "ghp_x", "BAD_USER_INPUT", "not GITLAB"),
+        (
+            "GITLAB",
+            github.as_str(),
+            "ghp_x",
+            "BAD_USER_INPUT",
+            "not GITLAB",
+        ),
         (
             "GITHUB",
             "not a url",
@@ -322,7 +351,13 @@ async fn bad_credential_input_changes_nothing(backend: Backend) {
     }
     let oversized = "x".repeat(2000);
     let body = app
-        .create_credential(&alice.auth, Some(&alice.id), "GITHUB", GITHUB, &oversized)
+        .create_credential(
+            &alice.auth,
+            Some(&alice.id),
+            "GITHUB",
+            github.as_str(),
+            &oversized,
+        )
         .await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"));
     assert!(!body.to_string().contains(&oversized));
@@ -346,7 +381,7 @@ async fn code_host_pages_and_cascading_delete(backend: Backend) {
             app.add_code_host(
                 &admin,
                 "GITHUB",
-                &format!("https://ghe{n}.example.com"),
+                &app.codehosts.url(&format!("ghe{n}")),
                 "HTTP",
             )
             .await,
@@ -355,8 +390,8 @@ async fn code_host_pages_and_cascading_delete(backend: Backend) {
     let duplicate = app
         .graphql(
             &admin.auth,
-            "mutation { addCodeHost(kind: GITHUB, url: \"https://GHE0.example.com/\") { id } }",
-            json!({}),
+            "mutation($u: String!) { addCodeHost(kind: GITHUB, url: $u) { id } }",
+            json!({ "u": format!("HTTP://{}/ghe0/", app.codehosts.address) }),
         )
         .await;
     assert_eq!(error_code(&duplicate), Some("CONFLICT"));
@@ -382,14 +417,14 @@ async fn code_host_pages_and_cascading_delete(backend: Backend) {
     assert_eq!(page["pageInfo"]["hasNextPage"], false);
     assert_eq!(
         page["nodes"][0]["externalServiceURL"],
-        "https://ghe2.example.com"
+        app.codehosts.url("ghe2")
     );
 
     app.create_credential(
         &alice.auth,
         Some(&alice.id),
         "GITHUB",
-        "https://ghe0.example.com",
+        &app.codehosts.url("ghe0"),
         "ghp_x",
     )
     .await;
@@ -408,9 +443,9 @@ async fn rsa_keys_can_be_chosen_per_code_host() {
     let (app, admin, alice) = setup(Backend::Sqlite).await;
     app.graphql_ok(
         &admin.auth,
-        "mutation { addCodeHost(kind: BITBUCKETSERVER, url: \"https://bitbucket.example.com\", \
+        "mutation($u: String!) { addCodeHost(kind: BITBUCKETSERVER, url: $u, \
          gitURLType: SSH, sshKeyAlgorithm: RSA_4096) { sshKeyAlgorithm } }",
-        json!({}),
+        json!({ "u": app.codehosts.url("bitbucket") }),
     )
     .await;
     let created = app
@@ -418,7 +453,7 @@ async fn rsa_keys_can_be_chosen_per_code_host() {
             &alice.auth,
             Some(&alice.id),
             "BITBUCKETSERVER",
-            "https://bitbucket.example.com",
+            &app.codehosts.url("bitbucket"),
             "bbtoken",
         )
         .await;

@@ -7,6 +7,9 @@ use std::time::Duration;
 use batchcred::app::Server;
 use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
 use batchcred::crypto::Keyring;
+use batchcred::service::{PublishSettings, Service};
+
+use crate::support::codehost::Emulator;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::Executor;
@@ -51,6 +54,11 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub store: StoreConfig,
+    /// The service behind the server, for tests of library functions.
+    pub service: Service,
+    /// Code hosts (accepting any token) for tests not about validation;
+    /// `codehosts.url("name")` is a code host URL.
+    pub codehosts: Emulator,
     /// Removed when the app is dropped.
     _data_dir: tempfile::TempDir,
     postgres_database: Option<String>,
@@ -60,12 +68,25 @@ pub struct TestApp {
 /// Options for [`spawn_app_with`].
 pub struct AppOptions {
     pub session_ttl: Duration,
+    pub code_host_timeout: Duration,
+    pub recheck_interval: Option<Duration>,
+    pub publish: PublishSettings,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
             session_ttl: Duration::from_secs(3600),
+            code_host_timeout: Duration::from_secs(10),
+            recheck_interval: None,
+            // Tests run against emulators: no pacing, short waits.
+            publish: PublishSettings {
+                github_pull_request_interval: Duration::ZERO,
+                backoff: batchcred::publish::Backoff {
+                    default_wait: Duration::from_secs(1),
+                    ..batchcred::publish::Backoff::default()
+                },
+            },
         }
     }
 }
@@ -113,9 +134,14 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         listen: "127.0.0.1:0".parse().expect("addr"),
         external_url: "http://batchcred.test".parse().expect("url"),
         session_ttl: options.session_ttl,
+        code_host_timeout: options.code_host_timeout,
+        recheck_interval: options.recheck_interval,
+        publish: options.publish,
     };
     let server = Server::build(&store, &config).await.expect("server starts");
     let address = server.local_addr().expect("bound");
+    let service = server.service().clone();
+    let codehosts = Emulator::accepting_any_token().await;
     let handle = tokio::spawn(async move {
         server
             .run(std::future::pending())
@@ -130,6 +156,8 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
         address,
         client,
         store,
+        service,
+        codehosts,
         _data_dir: data_dir,
         postgres_database,
         server: handle,

@@ -8,7 +8,15 @@ mod accounts;
 mod authorization;
 mod cli;
 mod credentials;
+mod git_push;
 mod helpers;
 mod limits;
+mod publish;
+mod publish_cli;
+mod resolution;
 mod schema;
 mod secrets;
+#[path = "../support/mod.rs"]
+mod support;
+mod validation;
+mod web;

@@ -16,7 +16,7 @@ fn schema_uses_sourcegraph_names() {
     let sdl = batchcred::api::schema_sdl();
     for expected in [
         "batchChangesCodeHosts(first: Int = 50, after: String): BatchChangesCodeHostConnection!",
-        "createBatchChangesCredential(user: ID, username: String, externalServiceKind: ExternalServiceKind!, externalServiceURL: String!, credential: String!): BatchChangesCredential!",
+        "createBatchChangesCredential(user: ID, username: String, externalServiceKind: ExternalServiceKind!, externalServiceURL: String!, credential: String!, repository: String): BatchChangesCredential!",
         "deleteBatchChangesCredential(batchChangesCredential: ID!): EmptyResponse!",
         "checkBatchChangesCredential(batchChangesCredential: ID!): EmptyResponse!",
         "type BatchChangesCredential implements Node",

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, USER_CODE_HOSTS_QUERY};
+use crate::support::codehost::{Behaviour, Emulator};
 
 /// The server binary, run as a child process with captured logs.
 pub struct ServerProcess {
@@ -162,21 +163,41 @@ async fn planted_token_never_appears_in_responses_logs_or_database() {
         .unwrap()
         .to_owned();
     let t = token.as_str();
+    let codehosts = Emulator::accepting_any_token().await;
+    let (github, gitlab) = (codehosts.url("github"), codehosts.url("gitlab"));
+    // A code host that quotes rejected tokens back in its error body.
+    let echoing = Emulator::start().await;
+    echoing.set_behaviour(Behaviour::EchoTokens);
+    let echo_url = echoing.url("echo");
 
     let https_host = api
         .graphql(
             t,
-            "mutation { addCodeHost(kind: GITHUB, url: \"https://github.example.com\") { id } }",
-            json!({}),
+            "mutation($u: String!) { addCodeHost(kind: GITHUB, url: $u) { id } }",
+            json!({ "u": github }),
         )
         .await["data"]["addCodeHost"]["id"]
         .clone();
-    api.graphql(t, "mutation { addCodeHost(kind: GITLAB, url: \"https://gitlab.example.com\", gitURLType: SSH) { id } }", json!({}))
-        .await;
+    api.graphql(
+        t,
+        "mutation($u: String!) { addCodeHost(kind: GITLAB, url: $u, gitURLType: SSH) { id } }",
+        json!({ "u": gitlab }),
+    )
+    .await;
+    api.graphql(
+        t,
+        "mutation($u: String!) { addCodeHost(kind: GITHUB, url: $u) { id } }",
+        json!({ "u": echo_url }),
+    )
+    .await;
     let create = "mutation($user: ID, $k: ExternalServiceKind!, $u: String!, $c: String!) { \
                   createBatchChangesCredential(user: $user, externalServiceKind: $k, externalServiceURL: $u, credential: $c) { id sshPublicKey } }";
     let user_credential = api
-        .graphql(t, create, json!({ "user": admin_id, "k": "GITHUB", "u": "https://github.example.com", "c": planted }))
+        .graphql(
+            t,
+            create,
+            json!({ "user": admin_id, "k": "GITHUB", "u": github, "c": planted }),
+        )
         .await["data"]["createBatchChangesCredential"]["id"]
         .clone();
     assert!(user_credential.is_string(), "credential was not created");
@@ -184,7 +205,7 @@ async fn planted_token_never_appears_in_responses_logs_or_database() {
         .graphql(
             t,
             create,
-            json!({ "user": null, "k": "GITLAB", "u": "https://gitlab.example.com", "c": planted }),
+            json!({ "user": null, "k": "GITLAB", "u": gitlab, "c": planted }),
         )
         .await["data"]["createBatchChangesCredential"]["id"]
         .clone();
@@ -192,15 +213,38 @@ async fn planted_token_never_appears_in_responses_logs_or_database() {
     api.graphql(
         t,
         create,
-        json!({ "user": admin_id, "k": "GITHUB", "u": "https://github.example.com", "c": planted }),
+        json!({ "user": admin_id, "k": "GITHUB", "u": github, "c": planted }),
     )
     .await;
-    api.graphql(t, create, json!({ "user": admin_id, "k": "GITHUB", "u": "https://github.example.com", "c": format!("{planted} x") })).await;
-    api.graphql(t, create, json!({ "user": admin_id, "k": "GITLAB", "u": "https://nowhere.example.com", "c": planted })).await;
     api.graphql(
         t,
         create,
-        json!({ "user": admin_id, "k": "GITLAB", "u": "https://github.example.com", "c": planted }),
+        json!({ "user": admin_id, "k": "GITHUB", "u": github, "c": format!("{planted} x") }),
+    )
+    .await;
+    api.graphql(t, create, json!({ "user": admin_id, "k": "GITLAB", "u": "https://nowhere.example.com", "c": planted })).await;
+    let echoed = api
+        .graphql(
+            t,
+            create,
+            json!({ "user": admin_id, "k": "GITHUB", "u": echo_url, "c": planted }),
+        )
+        .await;
+    assert!(
+        echoed.to_string().contains("[REDACTED]"),
+        "the code host's echo of the token was not redacted: {echoed}"
+    );
+    assert!(
+        echoing
+            .seen()
+            .iter()
+            .any(|r| r.token.as_deref() == Some(planted.as_str())),
+        "the rejected token never reached the code host"
+    );
+    api.graphql(
+        t,
+        create,
+        json!({ "user": admin_id, "k": "GITLAB", "u": github, "c": planted }),
     )
     .await;
 

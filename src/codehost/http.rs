@@ -1,0 +1,345 @@
+//! The HTTP client all code host modules share. It bounds every call by a
+//! timeout, refuses redirects to another origin (a token must never follow
+//! one: GitLab's `PRIVATE-TOKEN` header is not stripped on redirect the way
+//! `Authorization` is), recognises rate limits, and turns failures into
+//! [`Error`]s that name the code host and never contain the token.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, Response, StatusCode, redirect};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::Error;
+
+/// Longest code host message quoted in an error.
+const MAX_DETAIL_LEN: usize = 300;
+
+/// A redirect to another origin, refused by the redirect policy.
+#[derive(Debug, thiserror::Error)]
+#[error("redirect to another host: {0}")]
+struct CrossOriginRedirect(String);
+
+/// Shared, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl ApiClient {
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        let policy = redirect::Policy::custom(|attempt| {
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if !same_origin {
+                let to = attempt.url().origin().ascii_serialization();
+                attempt.error(CrossOriginRedirect(to))
+            } else if attempt.previous().len() >= 5 {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("batchcred/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(policy)
+            .build()?;
+        Ok(Self { http, timeout })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends a request carrying `token`. Transport failures, 401/403, rate
+    /// limits and 5xx become errors; every other answer is returned for
+    /// the caller to read.
+    pub async fn send(
+        &self,
+        target: &str,
+        request: RequestBuilder,
+        token: &SecretString,
+    ) -> Result<Response, Error> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(target, &e))?;
+        let status = response.status();
+        if let Some(retry_after) = rate_limit(status, response.headers()) {
+            return Err(Error::RateLimited {
+                target: target.to_owned(),
+                retry_after,
+            });
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let detail = error_detail(response, token).await;
+            return Err(Error::Rejected {
+                target: target.to_owned(),
+                detail,
+            });
+        }
+        if status.is_server_error() {
+            let detail = error_detail(response, token).await;
+            return Err(Error::Unreachable {
+                target: target.to_owned(),
+                reason: format!("it answered {}: {detail}", status.as_u16()),
+            });
+        }
+        if status.is_redirection() {
+            // Only an unfollowed same-origin redirect chain gets here.
+            return Err(Error::Unreachable {
+                target: target.to_owned(),
+                reason: "too many redirects".into(),
+            });
+        }
+        Ok(response)
+    }
+
+    fn transport_error(&self, target: &str, error: &reqwest::Error) -> Error {
+        if let Some(redirect) = find_source::<CrossOriginRedirect>(error) {
+            return Error::Redirected {
+                target: target.to_owned(),
+                location: redirect.0.clone(),
+            };
+        }
+        let reason = if error.is_timeout() {
+            format!("no answer within {} s", self.timeout.as_secs_f32())
+        } else {
+            innermost_cause(error)
+        };
+        Error::Unreachable {
+            target: target.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// The error an unexpected status turns into, quoting the code host.
+pub async fn unexpected(
+    target: &str,
+    endpoint: &str,
+    response: Response,
+    token: &SecretString,
+) -> Error {
+    let status = response.status().as_u16();
+    Error::Unexpected {
+        target: target.to_owned(),
+        status,
+        endpoint: endpoint.to_owned(),
+        detail: error_detail(response, token).await,
+    }
+}
+
+/// Reads a JSON body, or says the code host sent something else.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    target: &str,
+    endpoint: &str,
+    response: Response,
+) -> Result<T, Error> {
+    let status = response.status().as_u16();
+    response.json().await.map_err(|e| Error::Unexpected {
+        target: target.to_owned(),
+        status,
+        endpoint: endpoint.to_owned(),
+        detail: format!("unreadable answer: {}", innermost_cause(&e)),
+    })
+}
+
+/// `Some(wait)` when the response is a rate-limit refusal: 429, or a 403
+/// with no requests left or a `Retry-After` (GitHub's secondary limits).
+pub fn rate_limit(status: StatusCode, headers: &HeaderMap) -> Option<Option<Duration>> {
+    let exhausted = ["x-ratelimit-remaining", "ratelimit-remaining"]
+        .iter()
+        .any(|name| header_str(headers, name) == Some("0"));
+    let retry_after = header_str(headers, "retry-after").and_then(|v| v.parse::<u64>().ok());
+    let limited = status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::FORBIDDEN && (exhausted || retry_after.is_some()));
+    if !limited {
+        return None;
+    }
+    let reset = ["x-ratelimit-reset", "ratelimit-reset"]
+        .iter()
+        .find_map(|name| header_str(headers, name)?.parse::<u64>().ok())
+        .map(seconds_until);
+    Some(retry_after.map(Duration::from_secs).or(reset))
+}
+
+/// A reset header holds either epoch seconds (GitHub, GitLab) or a delay.
+fn seconds_until(value: u64) -> Duration {
+    const EPOCH_THRESHOLD: u64 = 1_000_000_000;
+    if value < EPOCH_THRESHOLD {
+        return Duration::from_secs(value);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Duration::from_secs(value.saturating_sub(now))
+}
+
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok().map(str::trim)
+}
+
+/// The code host's own explanation from an error body, shortened, with
+/// the token removed in case the code host echoed it.
+pub async fn error_detail(response: Response, token: &SecretString) -> String {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|json| json_message(&json))
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("no explanation")
+                .to_owned()
+        });
+    redact(&shorten(&message), token)
+}
+
+/// GitHub and GitLab say `message` (a string, list or map), GitLab's
+/// OAuth layer `error_description`, Bitbucket `errors[].message`.
+fn json_message(json: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    json.get("error_description")
+        .and_then(text)
+        .or_else(|| json.get("message").and_then(text))
+        .or_else(|| {
+            json.get("errors")?
+                .as_array()?
+                .iter()
+                .filter_map(|e| e.get("message").and_then(text))
+                .reduce(|a, b| format!("{a}; {b}"))
+        })
+}
+
+fn shorten(message: &str) -> String {
+    let single_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match single_line.char_indices().nth(MAX_DETAIL_LEN) {
+        Some((cut, _)) => format!("{}…", &single_line[..cut]),
+        None => single_line,
+    }
+}
+
+pub fn redact(text: &str, token: &SecretString) -> String {
+    let secret = token.expose_secret();
+    if secret.is_empty() {
+        return text.to_owned();
+    }
+    text.replace(secret, "[REDACTED]")
+}
+
+fn find_source<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The root cause (e.g. "Connection refused (os error 111)", "dns error:
+/// failed to lookup address"), without reqwest's URL-bearing wrapper.
+fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    let mut messages = vec![];
+    while let Some(source) = current.source() {
+        messages.push(source.to_string());
+        current = source;
+    }
+    messages
+        .into_iter()
+        .rev()
+        .find(|m| !m.is_empty())
+        .unwrap_or_else(|| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).expect("header"));
+        }
+        map
+    }
+
+    #[test]
+    fn rate_limits_are_recognised_with_their_wait() {
+        assert_eq!(
+            rate_limit(
+                StatusCode::TOO_MANY_REQUESTS,
+                &headers(&[("retry-after", "7")])
+            ),
+            Some(Some(Duration::from_secs(7)))
+        );
+        assert_eq!(
+            rate_limit(
+                StatusCode::FORBIDDEN,
+                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "30")])
+            ),
+            Some(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            rate_limit(StatusCode::TOO_MANY_REQUESTS, &headers(&[])),
+            Some(None)
+        );
+        // A plain 403 is a permission problem, not a rate limit.
+        assert_eq!(
+            rate_limit(
+                StatusCode::FORBIDDEN,
+                &headers(&[("x-ratelimit-remaining", "4999")])
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn epoch_resets_become_delays() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let wait = seconds_until(now + 60);
+        assert!(wait <= Duration::from_secs(60) && wait >= Duration::from_secs(58));
+        assert_eq!(seconds_until(now - 10), Duration::ZERO);
+    }
+
+    #[test]
+    fn messages_are_read_from_each_code_hosts_error_shape() {
+        let github = serde_json::json!({"message": "Bad credentials"});
+        let gitlab = serde_json::json!({"error": "invalid_token", "error_description": "Token was revoked."});
+        let bitbucket = serde_json::json!({"errors": [{"message": "a"}, {"message": "b"}]});
+        assert_eq!(json_message(&github).as_deref(), Some("Bad credentials"));
+        assert_eq!(json_message(&gitlab).as_deref(), Some("Token was revoked."));
+        assert_eq!(json_message(&bitbucket).as_deref(), Some("a; b"));
+    }
+
+    #[test]
+    fn echoed_tokens_are_redacted_and_long_messages_shortened() {
+        let token = SecretString::from("ghp_secret");
+        assert_eq!(
+            redact("bad token ghp_secret", &token),
+            "bad token [REDACTED]"
+        );
+        let long = "x".repeat(1000);
+        assert_eq!(shorten(&long).chars().count(), MAX_DETAIL_LEN + 1);
+    }
+}

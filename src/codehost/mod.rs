@@ -1,0 +1,284 @@
+//! Clients for the code hosts' own APIs: checking that a token works and
+//! carries the scopes batch changes need. One module per kind of code host,
+//! all behind [`CodeHostApi`], sharing one HTTP client ([`http`]).
+
+mod bitbucket_server;
+mod github;
+mod gitlab;
+mod http;
+pub mod scopes;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::domain::{CodeHostKind, CodeHostUrl};
+
+pub use bitbucket_server::BitbucketServer;
+pub use github::GitHub;
+pub use gitlab::GitLab;
+pub use http::ApiClient;
+
+/// How long one call to a code host may take before it counts as
+/// unreachable.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a code host answered about a token that works and has every
+/// required scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCheck {
+    /// The code host account the token belongs to.
+    pub user: String,
+    /// The scopes it carries; `None` where the code host does not say
+    /// (GitHub fine-grained tokens, GitLab before 15.5).
+    pub scopes: Option<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Things that do not stop the token from being stored but that its
+    /// owner should know (a missing optional scope, unknown scopes).
+    pub warnings: Vec<String>,
+}
+
+/// Extra things a check may look at.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// `owner/name` (or `PROJECT/repo`): also check that the token may
+    /// push there. The only way to check a GitHub fine-grained token.
+    pub repository: Option<String>,
+}
+
+/// Why a check (or any code host call) failed. Messages name the code
+/// host and never contain the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{target} rejected this token: {detail}")]
+    Rejected { target: String, detail: String },
+    #[error("the token for {target} is missing required scopes: {}", missing.join(", "))]
+    MissingScopes {
+        target: String,
+        missing: Vec<String>,
+    },
+    #[error("the token for {target} expired on {on}")]
+    Expired { target: String, on: String },
+    #[error("the token for {target} cannot push to {repository}: {detail}")]
+    NoRepositoryAccess {
+        target: String,
+        repository: String,
+        detail: String,
+    },
+    #[error("could not reach {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    #[error("{target} is rate limiting requests{}", retry_hint(*retry_after))]
+    RateLimited {
+        target: String,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "{target} redirected the request to {location}; batchcred never sends a token to another host"
+    )]
+    Redirected { target: String, location: String },
+    #[error("{target} answered {status} to {endpoint}: {detail}")]
+    Unexpected {
+        target: String,
+        status: u16,
+        endpoint: String,
+        detail: String,
+    },
+    #[error("batchcred cannot talk to {0} code hosts yet")]
+    Unsupported(&'static str),
+    #[error("repository {repository} was not found on {target} (or the token cannot see it)")]
+    RepositoryNotFound { target: String, repository: String },
+}
+
+fn retry_hint(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(wait) => format!("; try again in {} s", wait.as_secs().max(1)),
+        None => "; try again later".into(),
+    }
+}
+
+impl Error {
+    /// Whether the token itself is at fault (as opposed to the code host
+    /// being unreachable or busy).
+    pub fn is_token_problem(&self) -> bool {
+        matches!(
+            self,
+            Self::Rejected { .. }
+                | Self::MissingScopes { .. }
+                | Self::Expired { .. }
+                | Self::NoRepositoryAccess { .. }
+        )
+    }
+}
+
+/// Where git reaches a repository, as the code host reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryInfo {
+    pub http_clone_url: String,
+    pub ssh_clone_url: Option<String>,
+    pub default_branch: Option<String>,
+}
+
+/// A pull (merge) request to open, or to update if one is already open
+/// for the head branch.
+#[derive(Debug, Clone)]
+pub struct PullRequestDraft {
+    /// `owner/name` (GitHub), `group/project` (GitLab), `PROJECT/repo`
+    /// (Bitbucket Server).
+    pub repository: String,
+    pub base_branch: String,
+    pub head_branch: String,
+    pub title: String,
+    pub body: String,
+    pub draft: bool,
+}
+
+/// An open pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// GitHub's number, GitLab's `iid`, Bitbucket Server's id.
+    pub number: u64,
+    pub url: String,
+    /// Whether this call opened it (as opposed to updating an open one).
+    pub created: bool,
+}
+
+/// The operations every kind of code host offers.
+pub trait CodeHostApi {
+    /// Checks that `token` works and has every scope batch changes need.
+    fn check_token(
+        &self,
+        token: &SecretString,
+        options: &CheckOptions,
+    ) -> impl Future<Output = Result<TokenCheck, Error>> + Send;
+
+    /// The clone URLs of a repository.
+    fn repository(
+        &self,
+        token: &SecretString,
+        repository: &str,
+    ) -> impl Future<Output = Result<RepositoryInfo, Error>> + Send;
+
+    /// Opens the pull request, or finds the one already open for the head
+    /// branch and updates its title, body and base: publishing twice never
+    /// opens two.
+    fn publish_pull_request(
+        &self,
+        token: &SecretString,
+        draft: &PullRequestDraft,
+    ) -> impl Future<Output = Result<PullRequest, Error>> + Send;
+}
+
+/// The username git sends with a token over HTTPS, per code host.
+pub fn git_https_username(kind: CodeHostKind, code_host_user: Option<&str>) -> String {
+    match kind {
+        // Ignored for personal access tokens; required form for App tokens.
+        CodeHostKind::GitHub => "x-access-token".to_owned(),
+        // Any non-empty name works with a personal access token.
+        CodeHostKind::GitLab => "oauth2".to_owned(),
+        // Bitbucket checks the token against the named user.
+        _ => code_host_user.unwrap_or("x-token-auth").to_owned(),
+    }
+}
+
+/// A client for one code host.
+#[derive(Debug, Clone)]
+pub enum Client {
+    GitHub(GitHub),
+    GitLab(GitLab),
+    BitbucketServer(BitbucketServer),
+}
+
+impl Client {
+    /// The client for the code host of `kind` at `url`.
+    pub fn new(api: &ApiClient, kind: CodeHostKind, url: &CodeHostUrl) -> Result<Self, Error> {
+        let target = format!("{} {}", kind.display_name(), url);
+        match kind {
+            CodeHostKind::GitHub => Ok(Self::GitHub(GitHub::new(api.clone(), url, target))),
+            CodeHostKind::GitLab => Ok(Self::GitLab(GitLab::new(api.clone(), url, target))),
+            CodeHostKind::BitbucketServer => Ok(Self::BitbucketServer(BitbucketServer::new(
+                api.clone(),
+                url,
+                target,
+            ))),
+            CodeHostKind::BitbucketCloud | CodeHostKind::AzureDevOps | CodeHostKind::Gerrit => {
+                Err(Error::Unsupported(kind.display_name()))
+            }
+        }
+    }
+}
+
+impl CodeHostApi for Client {
+    async fn check_token(
+        &self,
+        token: &SecretString,
+        options: &CheckOptions,
+    ) -> Result<TokenCheck, Error> {
+        match self {
+            Self::GitHub(client) => client.check_token(token, options).await,
+            Self::GitLab(client) => client.check_token(token, options).await,
+            Self::BitbucketServer(client) => client.check_token(token, options).await,
+        }
+    }
+
+    async fn repository(
+        &self,
+        token: &SecretString,
+        repository: &str,
+    ) -> Result<RepositoryInfo, Error> {
+        match self {
+            Self::GitHub(client) => client.repository(token, repository).await,
+            Self::GitLab(client) => client.repository(token, repository).await,
+            Self::BitbucketServer(client) => client.repository(token, repository).await,
+        }
+    }
+
+    async fn publish_pull_request(
+        &self,
+        token: &SecretString,
+        draft: &PullRequestDraft,
+    ) -> Result<PullRequest, Error> {
+        match self {
+            Self::GitHub(client) => client.publish_pull_request(token, draft).await,
+            Self::GitLab(client) => client.publish_pull_request(token, draft).await,
+            Self::BitbucketServer(client) => client.publish_pull_request(token, draft).await,
+        }
+    }
+}
+
+/// Whether a token expiring at `expires_at` should be flagged now: it
+/// expires within a week.
+pub fn expires_soon(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    expires_at - now <= chrono::Duration::days(7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_code_host_and_what_is_missing() {
+        let error = Error::MissingScopes {
+            target: "GitHub https://github.com".into(),
+            missing: vec!["read:org".into(), "user:email".into()],
+        };
+        assert_eq!(
+            error.to_string(),
+            "the token for GitHub https://github.com is missing required scopes: read:org, user:email"
+        );
+        assert!(error.is_token_problem());
+        let busy = Error::RateLimited {
+            target: "GitLab https://gitlab.com".into(),
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert!(busy.to_string().ends_with("try again in 30 s"));
+        assert!(!busy.is_token_problem());
+    }
+
+    #[test]
+    fn tokens_are_flagged_a_week_before_they_expire() {
+        let now = Utc::now();
+        assert!(expires_soon(now + chrono::Duration::days(6), now));
+        assert!(!expires_soon(now + chrono::Duration::days(8), now));
+    }
+}

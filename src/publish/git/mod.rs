@@ -1,0 +1,500 @@
+//! Pushing a changeset's commit to a code host as a branch, over HTTPS with
+//! a token or over SSH with a key, without the secret ever appearing in a
+//! command line, an environment, a file or a log.
+//!
+//! Every push gets a private (0700) scratch directory, removed afterwards
+//! together with any helper process, whether the push worked or not.
+
+mod command;
+mod credential;
+mod error;
+mod ssh;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use command::GitCommand;
+use credential::CredentialPipe;
+pub use error::PushError;
+use ssh::SshAgent;
+
+/// The credential a push authenticates with.
+#[derive(Debug)]
+pub enum GitAuth {
+    /// HTTPS: username form chosen by the caller per code host (GitHub:
+    /// "x-access-token"; GitLab: "oauth2"; Bitbucket Server: the user's
+    /// name), token as password.
+    Https {
+        username: String,
+        token: SecretString,
+    },
+    /// SSH: OpenSSH-format private key (as stored by batchcred, see
+    /// [`crate::crypto::generate_ssh_keypair`]), its public key, and the code
+    /// host's recorded known_hosts line(s), the only host keys trusted.
+    Ssh {
+        private_key: SecretString,
+        public_key: String,
+        known_hosts: String,
+    },
+}
+
+/// What to push.
+#[derive(Debug)]
+pub enum Change {
+    /// A commit that exists in a local repository.
+    Commit { repo: PathBuf, rev: String },
+    /// A unified diff applied on top of the base branch, committed with
+    /// this message and author.
+    Diff {
+        patch: String,
+        message: String,
+        author_name: String,
+        author_email: String,
+    },
+}
+
+/// One branch to publish.
+#[derive(Debug)]
+pub struct PushRequest {
+    /// `https://…`, `http://…`, `ssh://…` or `user@host:path`; never with a
+    /// password in it.
+    pub remote_url: String,
+    /// The branch a [`Change::Diff`] applies to.
+    pub base_branch: String,
+    /// The branch created or (forcibly) updated.
+    pub head_branch: String,
+    pub change: Change,
+}
+
+/// The outcome of a successful push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The commit the head branch now points to.
+    pub commit: String,
+}
+
+/// Where pushes keep their scratch directories.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Parent of each push's private directory; the system temporary
+    /// directory by default.
+    pub scratch_root: PathBuf,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self {
+            scratch_root: std::env::temp_dir(),
+        }
+    }
+}
+
+/// Pushes `req.change` to `req.head_branch`, replacing whatever the branch
+/// held so that publishing again updates it.
+pub async fn push(req: &PushRequest, auth: &GitAuth) -> Result<Pushed, PushError> {
+    push_with(req, auth, &PushOptions::default()).await
+}
+
+/// [`push`] with explicit options.
+#[tracing::instrument(skip_all, fields(head = %req.head_branch))]
+pub async fn push_with(
+    req: &PushRequest,
+    auth: &GitAuth,
+    options: &PushOptions,
+) -> Result<Pushed, PushError> {
+    validate(req, auth)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("batchcred-push-")
+        // Private: it holds the credential pipe and the agent socket.
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(&options.scratch_root)
+        .map_err(|error| {
+            PushError::Other(format!("could not create a scratch directory: {error}"))
+        })?;
+    let transport = Transport::start(auth, scratch.path(), &req.remote_url).await?;
+    let result = Session {
+        home: scratch.path(),
+        transport: &transport,
+        secrets: secrets(auth),
+    }
+    .push(req)
+    .await;
+    transport.stop().await;
+    // Explicit close so a failure to clean up is at least logged.
+    if let Err(error) = scratch.close() {
+        tracing::warn!(%error, "could not remove a push's scratch directory");
+    }
+    match &result {
+        Ok(pushed) => tracing::info!(commit = %pushed.commit, "pushed"),
+        Err(error) => tracing::info!(%error, "push failed"),
+    }
+    result
+}
+
+/// Strings to remove from any message git prints.
+fn secrets(auth: &GitAuth) -> Vec<&str> {
+    match auth {
+        GitAuth::Https { token, .. } => vec![token.expose_secret()],
+        GitAuth::Ssh { .. } => Vec::new(),
+    }
+}
+
+/// Rejects requests that would be unsafe or that git would misread, before
+/// anything is created or any connection made.
+fn validate(req: &PushRequest, auth: &GitAuth) -> Result<(), PushError> {
+    let invalid = |message: String| Err(PushError::InvalidRequest(message));
+    for (what, name) in [("base", &req.base_branch), ("head", &req.head_branch)] {
+        if !is_valid_branch_name(name) {
+            return invalid(format!(
+                "{what} branch name {name:?} is not a valid branch name"
+            ));
+        }
+    }
+    let url = &req.remote_url;
+    if url.starts_with('-') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return invalid("the remote URL is malformed".to_owned());
+    }
+    let scheme = if url.contains("://") {
+        let parsed = url::Url::parse(url).map_err(|error| {
+            PushError::InvalidRequest(format!("the remote URL is malformed: {error}"))
+        })?;
+        // A user name is fine for SSH (`git@`); in an HTTP URL it could be a
+        // token (GitHub accepts them there), and the URL is in git's argv.
+        let is_http = matches!(parsed.scheme(), "http" | "https");
+        if parsed.password().is_some() || (is_http && !parsed.username().is_empty()) {
+            return invalid(
+                "the remote URL must not contain credentials; the credential is passed separately"
+                    .to_owned(),
+            );
+        }
+        parsed.scheme().to_owned()
+    } else {
+        // scp-like `git@host:path`.
+        "ssh".to_owned()
+    };
+    match (auth, scheme.as_str()) {
+        (GitAuth::Https { username, token }, "https" | "http") => {
+            let unsafe_text = |text: &str| text.contains(['\n', '\r', '\0']);
+            if username.is_empty() || unsafe_text(username) || unsafe_text(token.expose_secret()) {
+                return invalid(
+                    "the username or token contains line breaks or is empty".to_owned(),
+                );
+            }
+        }
+        (GitAuth::Ssh { known_hosts, .. }, "ssh") => {
+            if ssh::recorded_host_keys(known_hosts).is_none() {
+                return Err(PushError::MissingKnownHosts);
+            }
+        }
+        (GitAuth::Https { .. }, _) => {
+            return invalid(format!(
+                "a token credential cannot push to a {scheme} URL; use an https URL"
+            ));
+        }
+        (GitAuth::Ssh { .. }, _) => {
+            return invalid(format!(
+                "an SSH key cannot push to a {scheme} URL; use an ssh URL"
+            ));
+        }
+    }
+    if let Change::Commit { rev, .. } = &req.change
+        && (rev.is_empty() || rev.starts_with('-'))
+    {
+        return invalid(format!("{rev:?} is not a revision"));
+    }
+    Ok(())
+}
+
+/// The subset of git's ref name rules (`git check-ref-format --branch`)
+/// that matters for a refspec: nothing that git or a shell could read as an
+/// option, a pattern or a second ref.
+fn is_valid_branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['-', '/', '.'])
+        && !name.ends_with(['/', '.'])
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.contains("@{")
+        && name != "@"
+        && !name.contains("/.")
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
+}
+
+/// `scheme://host[:port]` of an HTTP(S) remote URL, which git matches
+/// against `credential.<url>.*` configuration.
+fn credential_scope(remote_url: &str) -> Result<String, PushError> {
+    let url = url::Url::parse(remote_url).map_err(|error| {
+        PushError::InvalidRequest(format!("the remote URL is malformed: {error}"))
+    })?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| PushError::InvalidRequest("the remote URL has no host".to_owned()))?;
+    Ok(match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    })
+}
+
+/// How git reaches the code host for this push.
+enum Transport {
+    Https(CredentialPipe),
+    // Boxed: the agent's process handle is much larger than the pipe.
+    Ssh(Box<SshAgent>),
+}
+
+impl Transport {
+    async fn start(auth: &GitAuth, directory: &Path, remote_url: &str) -> Result<Self, PushError> {
+        match auth {
+            GitAuth::Https { username, token } => {
+                CredentialPipe::serve(directory, credential_scope(remote_url)?, username, token)
+                    .map(Self::Https)
+            }
+            GitAuth::Ssh {
+                private_key,
+                public_key,
+                known_hosts,
+            } => SshAgent::start(directory, private_key, public_key, known_hosts)
+                .await
+                .map(|agent| Self::Ssh(Box::new(agent))),
+        }
+    }
+
+    /// Points a network command at this transport's credential.
+    fn configure(&self, command: GitCommand) -> GitCommand {
+        match self {
+            Self::Https(pipe) => {
+                let (key, value) = pipe.helper();
+                command.config(&key, &value)
+            }
+            Self::Ssh(agent) => command
+                .env("GIT_SSH_COMMAND", &agent.ssh_command())
+                .env("GIT_SSH_VARIANT", "ssh"),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Self::Https(pipe) => drop(pipe),
+            Self::Ssh(agent) => agent.stop().await,
+        }
+    }
+}
+
+/// The steps of one push, sharing its scratch directory and transport.
+struct Session<'a> {
+    home: &'a Path,
+    transport: &'a Transport,
+    secrets: Vec<&'a str>,
+}
+
+impl Session<'_> {
+    async fn push(&self, req: &PushRequest) -> Result<Pushed, PushError> {
+        let (repo, commit) = match &req.change {
+            Change::Commit { repo, rev } => (repo.clone(), self.resolve(repo, rev).await?),
+            Change::Diff {
+                patch,
+                message,
+                author_name,
+                author_email,
+            } => {
+                let work = self.home.join("work");
+                let author = (author_name.as_str(), author_email.as_str());
+                let commit = self.commit_diff(&work, req, patch, message, author).await?;
+                (work, commit)
+            }
+        };
+        let refspec = format!("+{commit}:refs/heads/{}", req.head_branch);
+        let push = GitCommand::new(self.home)
+            .in_directory(&repo)
+            .args(["push", "--no-verify", "--"])
+            .arg(&req.remote_url)
+            .arg(refspec);
+        self.network(push).await?;
+        Ok(Pushed { commit })
+    }
+
+    /// The full commit id `rev` names in `repo`.
+    async fn resolve(&self, repo: &Path, rev: &str) -> Result<String, PushError> {
+        let finished = self
+            .local(
+                GitCommand::new(self.home)
+                    .in_directory(repo)
+                    .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+                    .arg(format!("{rev}^{{commit}}")),
+            )
+            .await
+            .map_err(|_| {
+                PushError::InvalidRequest(format!("{rev:?} is not a commit in {}", repo.display()))
+            })?;
+        Ok(finished.trim().to_owned())
+    }
+
+    /// Fetches the tip of the base branch into a fresh repository at
+    /// `work`, applies `patch` and commits it; returns the commit id.
+    async fn commit_diff(
+        &self,
+        work: &Path,
+        req: &PushRequest,
+        patch: &str,
+        message: &str,
+        (author_name, author_email): (&str, &str),
+    ) -> Result<String, PushError> {
+        self.local(
+            GitCommand::new(self.home)
+                .args(["init", "--quiet"])
+                .arg(work),
+        )
+        .await?;
+        let git = || GitCommand::new(self.home).in_directory(work);
+        // Only the base branch's tip: no history, no tags.
+        self.network(
+            git()
+                .args(["fetch", "--quiet", "--no-tags", "--depth=1", "--"])
+                .arg(&req.remote_url)
+                .arg(format!("refs/heads/{}", req.base_branch)),
+        )
+        .await?;
+        self.local(git().args(["checkout", "--quiet", "--detach", "FETCH_HEAD"]))
+            .await?;
+        let applied = git()
+            .args(["apply", "--index", "--whitespace=nowarn", "-"])
+            .stdin(patch)
+            .run()
+            .await?;
+        if !applied.success {
+            return Err(PushError::PatchDoesNotApply(error::summarize(
+                &applied.stderr,
+                &self.secrets,
+            )));
+        }
+        self.local(
+            git()
+                .args(["commit", "--quiet", "--no-verify", "--file=-"])
+                .env("GIT_AUTHOR_NAME", author_name)
+                .env("GIT_AUTHOR_EMAIL", author_email)
+                .env("GIT_COMMITTER_NAME", author_name)
+                .env("GIT_COMMITTER_EMAIL", author_email)
+                .stdin(message),
+        )
+        .await?;
+        let head = self.local(git().args(["rev-parse", "HEAD"])).await?;
+        Ok(head.trim().to_owned())
+    }
+
+    /// Runs a command that needs no credential; returns its stdout.
+    async fn local(&self, command: GitCommand) -> Result<String, PushError> {
+        let finished = command.run().await?;
+        if finished.success {
+            Ok(finished.stdout)
+        } else {
+            Err(PushError::Other(error::summarize(
+                &finished.stderr,
+                &self.secrets,
+            )))
+        }
+    }
+
+    /// Runs a command that talks to the code host, classifying failures.
+    async fn network(&self, command: GitCommand) -> Result<(), PushError> {
+        let finished = self.transport.configure(command).run().await?;
+        if finished.success {
+            Ok(())
+        } else {
+            Err(PushError::classify(error::summarize(
+                &finished.stderr,
+                &self.secrets,
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn https() -> GitAuth {
+        GitAuth::Https {
+            username: "x-access-token".to_owned(),
+            token: SecretString::from("tok"),
+        }
+    }
+
+    fn request(url: &str, head: &str) -> PushRequest {
+        PushRequest {
+            remote_url: url.to_owned(),
+            base_branch: "main".to_owned(),
+            head_branch: head.to_owned(),
+            change: Change::Commit {
+                repo: PathBuf::from("."),
+                rev: "HEAD".to_owned(),
+            },
+        }
+    }
+
+    #[test]
+    fn credentials_are_scoped_to_the_remote_origin() {
+        assert_eq!(
+            credential_scope("https://github.com/o/r.git").unwrap(),
+            "https://github.com"
+        );
+        assert_eq!(
+            credential_scope("http://127.0.0.1:8080/r.git").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn branch_names_that_could_be_misread_are_refused() {
+        for good in ["main", "batch/fix-1", "release-2.0", "a_b"] {
+            assert!(is_valid_branch_name(good), "{good}");
+        }
+        for bad in [
+            "", "-f", "a:b", "a b", "a..b", "a~1", "x^", "*", "a.lock", "a/", "/a", "a//b", "@",
+            "a@{1}", "a\\b", ".hidden", "a/.b",
+        ] {
+            assert!(!is_valid_branch_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_are_validated_before_any_work() {
+        let ok = validate(&request("https://github.com/o/r.git", "b"), &https());
+        assert_eq!(ok, Ok(()));
+        for with_credentials in [
+            "https://u:p@github.com/o/r.git",
+            "https://ghp_x@github.com/o/r",
+        ] {
+            let refused = validate(&request(with_credentials, "b"), &https());
+            assert!(
+                matches!(refused, Err(PushError::InvalidRequest(m)) if m.contains("credentials")),
+                "{with_credentials}"
+            );
+        }
+        assert!(matches!(
+            validate(&request("git@github.com:o/r.git", "b"), &https()),
+            Err(PushError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            validate(&request("file:///tmp/r.git", "b"), &https()),
+            Err(PushError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            validate(&request("https://github.com/o/r.git", "a:b"), &https()),
+            Err(PushError::InvalidRequest(_))
+        ));
+        let ssh = GitAuth::Ssh {
+            private_key: SecretString::from("k"),
+            public_key: "ssh-ed25519 AAAA".to_owned(),
+            known_hosts: "# nothing recorded\n".to_owned(),
+        };
+        assert_eq!(
+            validate(&request("ssh://git@github.com/o/r.git", "b"), &ssh),
+            Err(PushError::MissingKnownHosts)
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Checking credentials against their code hosts: on add (see
+//! `create_credential`), on request, and periodically in the background.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+
+use super::{Result, Service};
+use crate::auth::Caller;
+use crate::codehost::{self, CheckOptions, CodeHostApi, TokenCheck};
+use crate::domain::CredentialId;
+use crate::store::{CheckState, CodeHostRecord, CredentialRecord};
+
+use super::credentials::CredentialView;
+
+/// What a round of background re-checks did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecheckReport {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+/// Re-checks are read in batches of this many credentials.
+const RECHECK_BATCH: i64 = 100;
+
+impl Service {
+    pub(crate) fn code_host_client(&self, host: &CodeHostRecord) -> Result<codehost::Client> {
+        Ok(codehost::Client::new(
+            &self.code_hosts,
+            host.kind,
+            &host.url,
+        )?)
+    }
+
+    /// Asks the code host whether `token` works and carries every
+    /// required scope.
+    pub(crate) async fn check_token(
+        &self,
+        host: &CodeHostRecord,
+        token: &SecretString,
+        options: &CheckOptions,
+    ) -> Result<TokenCheck> {
+        let client = self.code_host_client(host)?;
+        let check = client.check_token(token, options).await?;
+        tracing::debug!(code_host = %host.url, user = %check.user, "token accepted by the code host");
+        Ok(check)
+    }
+
+    /// Checks a stored credential again and records the outcome; an error
+    /// says why it no longer works.
+    pub async fn check_credential(
+        &self,
+        caller: &Caller,
+        id: CredentialId,
+        options: &CheckOptions,
+    ) -> Result<CredentialView> {
+        let (record, host) = self.accessible_credential(caller, id).await?;
+        let (state, outcome) = self.recheck(&record, &host, options).await?;
+        let mut record = record;
+        record.check = state;
+        outcome.map(|()| CredentialView::new(&record, &host))
+    }
+
+    /// Checks one credential and stores what was found. The outer result
+    /// fails only when the check could not be recorded; the inner one is
+    /// the check's own outcome.
+    async fn recheck(
+        &self,
+        record: &CredentialRecord,
+        host: &CodeHostRecord,
+        options: &CheckOptions,
+    ) -> Result<(CheckState, Result<()>)> {
+        let secret = self.open_secret(record)?;
+        let outcome = self.check_token(host, &secret.token, options).await;
+        let now = Some(Utc::now());
+        let (state, outcome) = match outcome {
+            Ok(check) => (
+                CheckState {
+                    code_host_user: Some(check.user),
+                    scopes: check.scopes,
+                    expires_at: check.expires_at,
+                    warnings: check.warnings,
+                    last_checked_at: now,
+                    last_check_error: None,
+                },
+                Ok(()),
+            ),
+            Err(error) => (
+                CheckState {
+                    last_checked_at: now,
+                    last_check_error: Some(error.to_string()),
+                    ..record.check.clone()
+                },
+                Err(error),
+            ),
+        };
+        self.store
+            .record_credential_check(record.id, &state)
+            .await?;
+        Ok((state, outcome))
+    }
+
+    /// Re-checks every credential not checked within `max_age`, one at a
+    /// time so as not to burst requests at the code hosts. Site admins only
+    /// (the background task and the CLI run it as the operator).
+    pub async fn recheck_stale_credentials(
+        &self,
+        caller: &Caller,
+        max_age: Duration,
+    ) -> Result<RecheckReport> {
+        caller.require_site_admin()?;
+        let started = Utc::now();
+        let cutoff = started
+            - chrono::Duration::from_std(max_age).unwrap_or_else(|_| chrono::Duration::zero());
+        let mut report = RecheckReport::default();
+        loop {
+            let batch = self
+                .store
+                .list_credentials_checked_before(cutoff, RECHECK_BATCH)
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for record in batch {
+                let host = self.store.find_code_host(record.code_host_id).await?;
+                let (_, outcome) = self
+                    .recheck(&record, &host, &CheckOptions::default())
+                    .await?;
+                match outcome {
+                    Ok(()) => report.passed += 1,
+                    Err(error) => {
+                        tracing::warn!(credential = %record.id, code_host = %host.url, %error, "credential check failed");
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,105 @@
+//! Which credential publishes a changeset: the user's own for the code
+//! host, else the global one, else a clear error telling them what to do.
+
+use super::credentials::CredentialSecret;
+use super::{Error, Result, Service};
+use crate::auth::Caller;
+use crate::domain::{CodeHostUrl, CredentialId, UserId};
+use crate::store::{CodeHostRecord, CredentialOwner};
+
+/// Whose credential was used; recorded with each published changeset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The user's own token: changesets are created under their name.
+    User,
+    /// The global service account, because the user has no token.
+    Site,
+}
+
+impl CredentialSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Site => "site",
+        }
+    }
+}
+
+/// A credential ready to use, with its decrypted secret.
+pub struct ResolvedCredential {
+    pub credential_id: CredentialId,
+    pub source: CredentialSource,
+    pub code_host: CodeHostRecord,
+    /// The code host username stored with the credential, if any.
+    pub username: Option<String>,
+    /// The code host account the token belongs to, from its last check.
+    pub code_host_user: Option<String>,
+    pub ssh_public_key: Option<String>,
+    pub secret: CredentialSecret,
+}
+
+impl std::fmt::Debug for ResolvedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedCredential")
+            .field("credential_id", &self.credential_id)
+            .field("source", &self.source)
+            .field("code_host", &self.code_host.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Resolves the credential that publishes on `user`'s behalf to the
+    /// code host at `url`. The caller must be that user, a site admin, or
+    /// the operator.
+    pub async fn resolve_credential(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        url: &CodeHostUrl,
+    ) -> Result<ResolvedCredential> {
+        caller.require_acting_for(user)?;
+        let code_host = self
+            .store
+            .find_code_host_by_url(url)
+            .await
+            .map_err(|e| match e {
+                crate::store::Error::NotFound => Error::NotFound(format!(
+                    "unknown code host: no code host is configured at {url}"
+                )),
+                other => other.into(),
+            })?;
+        let own = self
+            .store
+            .find_credential_for(code_host.id, CredentialOwner::User(user))
+            .await?;
+        let (record, source) = match own {
+            Some(record) => (record, CredentialSource::User),
+            None => match self
+                .store
+                .find_credential_for(code_host.id, CredentialOwner::Site)
+                .await?
+            {
+                Some(record) => (record, CredentialSource::Site),
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "no credential for {} {}: add a token in Settings → Batch Changes, \
+                         or ask a site admin to add a global one",
+                        code_host.kind.display_name(),
+                        code_host.url
+                    )));
+                }
+            },
+        };
+        let secret = self.open_secret(&record)?;
+        Ok(ResolvedCredential {
+            credential_id: record.id,
+            source,
+            code_host,
+            username: record.username,
+            code_host_user: record.check.code_host_user,
+            ssh_public_key: record.ssh_public_key,
+            secret,
+        })
+    }
+}

@@ -1,0 +1,202 @@
+//! Changesets and how far publishing each one got.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Error, Result, Store, from_millis, parse_column, to_millis};
+use crate::domain::{ChangesetId, CodeHostId, CredentialId, UserId};
+
+/// How far publishing a changeset got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangesetState {
+    /// Recorded, nothing done yet (or a previous attempt was interrupted).
+    Pending,
+    /// The branch is pushed; the pull request is not yet open.
+    Pushed,
+    /// The pull request is open.
+    Published,
+    Failed,
+}
+
+impl ChangesetState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Pushed => "pushed",
+            Self::Published => "published",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for ChangesetState {
+    type Err = ();
+
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "pushed" => Ok(Self::Pushed),
+            "published" => Ok(Self::Published),
+            "failed" => Ok(Self::Failed),
+            _ => Err(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangesetRecord {
+    pub id: ChangesetId,
+    pub user_id: UserId,
+    pub code_host_id: CodeHostId,
+    pub repository: String,
+    pub base_branch: String,
+    pub head_branch: String,
+    pub spec_hash: String,
+    pub state: ChangesetState,
+    pub credential_id: Option<CredentialId>,
+    /// `user` or `site`.
+    pub credential_source: Option<String>,
+    pub pushed_commit: Option<String>,
+    pub pr_number: Option<i64>,
+    pub pr_url: Option<String>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+macro_rules! changeset_columns {
+    () => {
+        "id, user_id, code_host_id, repository, base_branch, head_branch, spec_hash, state, \
+         credential_id, credential_source, pushed_commit, pr_number, pr_url, error, attempts, \
+         created_at, updated_at"
+    };
+}
+
+fn changeset_from_row(row: &AnyRow) -> Result<ChangesetRecord> {
+    let text = |column: &str| -> Result<String> { Ok(row.try_get::<String, _>(column)?) };
+    Ok(ChangesetRecord {
+        id: parse_column("changesets.id", &text("id")?)?,
+        user_id: parse_column("changesets.user_id", &text("user_id")?)?,
+        code_host_id: parse_column("changesets.code_host_id", &text("code_host_id")?)?,
+        repository: text("repository")?,
+        base_branch: text("base_branch")?,
+        head_branch: text("head_branch")?,
+        spec_hash: text("spec_hash")?,
+        state: parse_column("changesets.state", &text("state")?)?,
+        credential_id: row
+            .try_get::<Option<String>, _>("credential_id")?
+            .map(|id| parse_column("changesets.credential_id", &id))
+            .transpose()?,
+        credential_source: row.try_get("credential_source")?,
+        pushed_commit: row.try_get("pushed_commit")?,
+        pr_number: row.try_get("pr_number")?,
+        pr_url: row.try_get("pr_url")?,
+        error: row.try_get("error")?,
+        attempts: row.try_get("attempts")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+impl Store {
+    /// The changeset for a branch of a repository, if one was recorded.
+    pub async fn find_changeset(
+        &self,
+        code_host_id: CodeHostId,
+        repository: &str,
+        head_branch: &str,
+    ) -> Result<Option<ChangesetRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            changeset_columns!(),
+            " FROM changesets WHERE code_host_id = $1 AND repository = $2 AND head_branch = $3"
+        ))
+        .bind(code_host_id.to_string())
+        .bind(repository)
+        .bind(head_branch)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(changeset_from_row).transpose()
+    }
+
+    /// Records an attempt to publish: inserts the changeset, or marks the
+    /// existing one for the same branch as pending again with the new
+    /// spec. Keeps what an earlier attempt learned (the pull request), so
+    /// a retry updates it. Returns the stored row.
+    pub async fn begin_changeset(&self, changeset: &ChangesetRecord) -> Result<ChangesetRecord> {
+        sqlx::query(concat!(
+            "INSERT INTO changesets (",
+            changeset_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             ON CONFLICT (code_host_id, repository, head_branch) DO UPDATE SET \
+             user_id = excluded.user_id, base_branch = excluded.base_branch, \
+             spec_hash = excluded.spec_hash, state = excluded.state, error = NULL, \
+             attempts = changesets.attempts + 1, updated_at = excluded.updated_at"
+        ))
+        .bind(changeset.id.to_string())
+        .bind(changeset.user_id.to_string())
+        .bind(changeset.code_host_id.to_string())
+        .bind(&changeset.repository)
+        .bind(&changeset.base_branch)
+        .bind(&changeset.head_branch)
+        .bind(&changeset.spec_hash)
+        .bind(changeset.state.as_str())
+        .bind(changeset.credential_id.map(|id| id.to_string()))
+        .bind(changeset.credential_source.as_deref())
+        .bind(changeset.pushed_commit.as_deref())
+        .bind(changeset.pr_number)
+        .bind(changeset.pr_url.as_deref())
+        .bind(changeset.error.as_deref())
+        .bind(changeset.attempts)
+        .bind(to_millis(changeset.created_at))
+        .bind(to_millis(changeset.updated_at))
+        .execute(&self.pool)
+        .await?;
+        self.find_changeset(
+            changeset.code_host_id,
+            &changeset.repository,
+            &changeset.head_branch,
+        )
+        .await?
+        .ok_or(Error::NotFound)
+    }
+
+    /// Saves the progress of a publish.
+    pub async fn update_changeset(&self, changeset: &ChangesetRecord) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE changesets SET state = $1, credential_id = $2, credential_source = $3, \
+             pushed_commit = $4, pr_number = $5, pr_url = $6, error = $7, updated_at = $8 \
+             WHERE id = $9",
+        )
+        .bind(changeset.state.as_str())
+        .bind(changeset.credential_id.map(|id| id.to_string()))
+        .bind(changeset.credential_source.as_deref())
+        .bind(changeset.pushed_commit.as_deref())
+        .bind(changeset.pr_number)
+        .bind(changeset.pr_url.as_deref())
+        .bind(changeset.error.as_deref())
+        .bind(to_millis(changeset.updated_at))
+        .bind(changeset.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    /// A user's changesets, newest first.
+    pub async fn list_changesets_of(&self, user_id: UserId) -> Result<Vec<ChangesetRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            changeset_columns!(),
+            " FROM changesets WHERE user_id = $1 ORDER BY updated_at DESC, id"
+        ))
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(changeset_from_row).collect()
+    }
+}

@@ -1,0 +1,237 @@
+//! Site admin pages: code hosts and users. The service refuses callers who
+//! are not site admins; the pages then answer 404.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::auth_pages::NoFields;
+use super::csrf::CsrfForm;
+use super::session::WebCaller;
+use super::{Chrome, WebError, kinds};
+use crate::domain::{CodeHostId, CodeHostKind, GitUrlType, SshKeyAlgorithm};
+use crate::http::AppState;
+use crate::service::{AddCodeHost, Error, PageRequest};
+use crate::store::{CodeHostRecord, UserRecord};
+
+const CODE_HOSTS: &str = "/site-admin/code-hosts";
+const USERS: &str = "/site-admin/users";
+
+/// Lists are not paginated: instances have few code hosts and users.
+fn everything() -> PageRequest {
+    PageRequest {
+        first: Some(PageRequest::MAX_FIRST),
+        after: None,
+    }
+}
+
+/// `/site-admin` opens its first section.
+pub(super) async fn root() -> Redirect {
+    Redirect::to("/site-admin/batch-changes")
+}
+
+/// The add-code-host form, echoed back when it has an error.
+#[derive(Deserialize, Default)]
+pub(super) struct AddCodeHostForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    git_url_type: String,
+    #[serde(default)]
+    ssh_known_hosts: String,
+    #[serde(default)]
+    ssh_key_algorithm: String,
+}
+
+/// A kind offered in the form.
+struct KindOption {
+    value: &'static str,
+    name: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "code_hosts.html")]
+struct CodeHostsPage {
+    chrome: Chrome,
+    hosts: Vec<CodeHostRecord>,
+    kinds: Vec<KindOption>,
+    form: AddCodeHostForm,
+    error: Option<String>,
+    remove: Option<CodeHostRecord>,
+}
+
+impl CodeHostsPage {
+    fn icon(&self, kind: &CodeHostKind) -> &'static str {
+        kinds::icon_letters(*kind)
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RemoveQuery {
+    remove: Option<String>,
+}
+
+async fn code_hosts(
+    state: &AppState,
+    caller: &WebCaller,
+    form: AddCodeHostForm,
+    error: Option<String>,
+    remove: Option<String>,
+) -> Result<CodeHostsPage, WebError> {
+    let hosts = state
+        .service
+        .list_code_hosts(&caller.caller, &everything())
+        .await?
+        .items;
+    let remove = remove.and_then(|id| hosts.iter().find(|h| h.id.to_string() == id).cloned());
+    Ok(CodeHostsPage {
+        chrome: Chrome::new(caller, "admin-code-hosts"),
+        hosts,
+        kinds: CodeHostKind::ALL
+            .into_iter()
+            .filter(|k| k.is_supported())
+            .map(|k| KindOption {
+                value: k.as_str(),
+                name: k.display_name(),
+            })
+            .collect(),
+        form,
+        error,
+        remove,
+    })
+}
+
+pub(super) async fn code_hosts_page(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Response, WebError> {
+    let page = code_hosts(
+        &state,
+        &caller,
+        AddCodeHostForm::default(),
+        None,
+        query.remove,
+    )
+    .await?;
+    super::render(&page)
+}
+
+fn parse_add(form: &AddCodeHostForm) -> Result<AddCodeHost, Error> {
+    let algorithm = if form.ssh_key_algorithm.trim().is_empty() {
+        SshKeyAlgorithm::Ed25519
+    } else {
+        form.ssh_key_algorithm.parse()?
+    };
+    Ok(AddCodeHost {
+        kind: form.kind.parse()?,
+        url: form.url.clone(),
+        git_url_type: form.git_url_type.parse::<GitUrlType>()?,
+        ssh_known_hosts: Some(form.ssh_known_hosts.clone()),
+        ssh_key_algorithm: algorithm,
+    })
+}
+
+pub(super) async fn add_code_host(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    CsrfForm(form): CsrfForm<AddCodeHostForm>,
+) -> Result<Response, WebError> {
+    let result = match parse_add(&form) {
+        Ok(request) => state.service.add_code_host(&caller.caller, request).await,
+        Err(error) => Err(error),
+    };
+    let message = match result {
+        Ok(_) => return Ok(Redirect::to(CODE_HOSTS).into_response()),
+        Err(Error::InvalidInput(message) | Error::Conflict(message)) => message,
+        Err(other) => return Err(other.into()),
+    };
+    let page = code_hosts(&state, &caller, form, Some(message), None).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+}
+
+pub(super) async fn delete_code_host(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> Result<Response, WebError> {
+    let id: CodeHostId = id.parse().map_err(Error::from)?;
+    state.service.delete_code_host(&caller.caller, id).await?;
+    Ok(Redirect::to(CODE_HOSTS).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    users: Vec<UserRecord>,
+    username: String,
+    error: Option<String>,
+}
+
+/// The create-user form.
+#[derive(Deserialize)]
+pub(super) struct CreateUserForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    /// A checkbox: present ("on") when ticked.
+    site_admin: Option<String>,
+}
+
+async fn users(
+    state: &AppState,
+    caller: &WebCaller,
+    username: String,
+    error: Option<String>,
+) -> Result<UsersPage, WebError> {
+    let users = state
+        .service
+        .list_users(&caller.caller, &everything())
+        .await?
+        .items;
+    Ok(UsersPage {
+        chrome: Chrome::new(caller, "admin-users"),
+        users,
+        username,
+        error,
+    })
+}
+
+pub(super) async fn users_page(
+    State(state): State<AppState>,
+    caller: WebCaller,
+) -> Result<Response, WebError> {
+    super::render(&users(&state, &caller, String::new(), None).await?)
+}
+
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    CsrfForm(form): CsrfForm<CreateUserForm>,
+) -> Result<Response, WebError> {
+    let password = SecretString::from(form.password);
+    let result = state
+        .service
+        .create_user(
+            &caller.caller,
+            &form.username,
+            password,
+            form.site_admin.is_some(),
+        )
+        .await;
+    let message = match result {
+        Ok(_) => return Ok(Redirect::to(USERS).into_response()),
+        Err(Error::InvalidInput(message) | Error::Conflict(message)) => message,
+        Err(other) => return Err(other.into()),
+    };
+    let page = users(&state, &caller, form.username, Some(message)).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+}

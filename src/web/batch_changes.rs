@@ -1,0 +1,367 @@
+//! The Batch Changes credential pages: a user's own tokens (user settings)
+//! and the global ones (site admin). Both list every code host with a
+//! green tick or a red circle, and open the add, SSH key and remove
+//! dialogs from the query string.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::csrf::{CsrfForm, FIELD as CSRF_FIELD};
+use super::session::WebCaller;
+use super::{Chrome, WebError, kinds};
+use crate::domain::{CodeHostKind, CredentialId};
+use crate::http::AppState;
+use crate::service::{CodeHostView, CreateCredential, CredentialView, Error, PageRequest};
+
+/// Whose credentials a page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    User,
+    Site,
+}
+
+impl Scope {
+    fn path(self) -> &'static str {
+        match self {
+            Self::User => "/user/settings/batch-changes",
+            Self::Site => "/site-admin/batch-changes",
+        }
+    }
+
+    fn section(self) -> &'static str {
+        match self {
+            Self::User => "settings-batch-changes",
+            Self::Site => "admin-batch-changes",
+        }
+    }
+}
+
+/// One code host in the list, with the credential that belongs to the
+/// page's owner. The row is rendered by `partials/code_host_row.html`
+/// alone, so new credential fields are shown there.
+pub(crate) struct HostRow {
+    pub code_host_id: String,
+    pub kind: CodeHostKind,
+    pub url: String,
+    pub requires_ssh: bool,
+    /// The page owner's own credential for this host.
+    pub credential: Option<CredentialView>,
+    /// On a user's page: a global credential covers this host.
+    pub global_covers: bool,
+}
+
+impl HostRow {
+    fn from_view(scope: Scope, view: CodeHostView) -> Self {
+        let (credential, global_covers) = match view.credential {
+            // On a user's page the global credential is not theirs.
+            Some(c) if scope == Scope::User && c.is_site_credential() => (None, true),
+            other => (other, false),
+        };
+        Self {
+            code_host_id: view.code_host.id.to_string(),
+            kind: view.code_host.kind,
+            url: view.code_host.url.as_str().to_owned(),
+            requires_ssh: view.code_host.git_url_type == crate::domain::GitUrlType::Ssh,
+            credential,
+            global_covers,
+        }
+    }
+
+    pub(crate) fn kind_name(&self) -> &'static str {
+        self.kind.display_name()
+    }
+
+    pub(crate) fn icon(&self) -> &'static str {
+        kinds::icon_letters(self.kind)
+    }
+}
+
+/// The add-token modal.
+struct AddDialog {
+    kind: CodeHostKind,
+    url: String,
+    scopes: &'static [&'static str],
+    token_page: String,
+    needs_username: bool,
+    username: String,
+    error: Option<String>,
+}
+
+/// The SSH public key modal.
+struct KeyDialog {
+    kind_name: &'static str,
+    url: String,
+    public_key: String,
+    just_added: bool,
+}
+
+/// The remove confirmation.
+struct RemoveDialog {
+    credential_id: String,
+    kind_name: &'static str,
+    url: String,
+}
+
+#[derive(Template)]
+#[template(path = "batch_changes.html")]
+struct BatchChangesPage {
+    chrome: Chrome,
+    site: bool,
+    path: &'static str,
+    csrf_field: &'static str,
+    rows: Vec<HostRow>,
+    add: Option<AddDialog>,
+    key: Option<KeyDialog>,
+    remove: Option<RemoveDialog>,
+}
+
+/// Which dialog the page opens.
+#[derive(Deserialize, Default)]
+pub(super) struct Dialogs {
+    add: Option<String>,
+    key: Option<String>,
+    remove: Option<String>,
+    new: Option<String>,
+}
+
+/// The add-token form.
+#[derive(Deserialize)]
+pub(super) struct AddTokenForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// More code hosts than any instance has; the list is not paginated.
+const ALL: i32 = PageRequest::MAX_FIRST;
+
+async fn rows(
+    state: &AppState,
+    caller: &WebCaller,
+    scope: Scope,
+) -> Result<Vec<HostRow>, WebError> {
+    let page = PageRequest {
+        first: Some(ALL),
+        after: None,
+    };
+    let views = match scope {
+        Scope::User => {
+            let user = caller.user()?;
+            state
+                .service
+                .user_code_hosts(&caller.caller, user.id, &page)
+                .await?
+        }
+        Scope::Site => state.service.site_code_hosts(&caller.caller, &page).await?,
+    };
+    Ok(views
+        .items
+        .into_iter()
+        .map(|view| HostRow::from_view(scope, view))
+        .collect())
+}
+
+fn add_dialog(row: &HostRow, username: String, error: Option<String>) -> AddDialog {
+    let url = crate::domain::CodeHostUrl::parse(&row.url);
+    AddDialog {
+        kind: row.kind,
+        url: row.url.clone(),
+        scopes: kinds::required_scopes(row.kind),
+        token_page: url
+            .map(|u| kinds::token_page(row.kind, &u))
+            .unwrap_or_default(),
+        needs_username: row.kind.requires_username(),
+        username,
+        error,
+    }
+}
+
+fn build_page(
+    caller: &WebCaller,
+    scope: Scope,
+    rows: Vec<HostRow>,
+    dialogs: &Dialogs,
+) -> BatchChangesPage {
+    let add = dialogs.add.as_ref().and_then(|id| {
+        rows.iter()
+            .find(|r| &r.code_host_id == id)
+            .map(|row| add_dialog(row, String::new(), None))
+    });
+    let with_credential = |id: &String| {
+        rows.iter().find(|r| {
+            r.credential
+                .as_ref()
+                .is_some_and(|c| &c.id.to_string() == id)
+        })
+    };
+    let key = dialogs
+        .key
+        .as_ref()
+        .and_then(with_credential)
+        .and_then(|row| {
+            let key = row.credential.as_ref()?.ssh_public_key.clone()?;
+            Some(KeyDialog {
+                kind_name: row.kind_name(),
+                url: row.url.clone(),
+                public_key: key,
+                just_added: dialogs.new.is_some(),
+            })
+        });
+    let remove = dialogs
+        .remove
+        .as_ref()
+        .and_then(with_credential)
+        .and_then(|row| {
+            Some(RemoveDialog {
+                credential_id: row.credential.as_ref()?.id.to_string(),
+                kind_name: row.kind_name(),
+                url: row.url.clone(),
+            })
+        });
+    BatchChangesPage {
+        chrome: Chrome::new(caller, scope.section()),
+        site: scope == Scope::Site,
+        path: scope.path(),
+        csrf_field: CSRF_FIELD,
+        rows,
+        add,
+        key,
+        remove,
+    }
+}
+
+async fn show(
+    state: AppState,
+    caller: WebCaller,
+    scope: Scope,
+    dialogs: Dialogs,
+) -> Result<Response, WebError> {
+    let rows = rows(&state, &caller, scope).await?;
+    super::render(&build_page(&caller, scope, rows, &dialogs))
+}
+
+async fn create(
+    state: AppState,
+    caller: WebCaller,
+    scope: Scope,
+    form: AddTokenForm,
+) -> Result<Response, WebError> {
+    let user = match scope {
+        Scope::User => Some(caller.user()?.id),
+        Scope::Site => None,
+    };
+    let kind: Result<CodeHostKind, Error> = form.kind.parse().map_err(Error::from);
+    let request = kind.map(|kind| CreateCredential {
+        user,
+        kind,
+        url: form.url.clone(),
+        username: Some(form.username.clone()),
+        token: form.token,
+        repository: None,
+    });
+    let result = match request {
+        Ok(request) => {
+            state
+                .service
+                .create_credential(&caller.caller, request)
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    let message = match result {
+        Ok(view) if view.ssh_public_key.is_some() => {
+            let to = format!("{}?key={}&new=1", scope.path(), view.id);
+            return Ok(Redirect::to(&to).into_response());
+        }
+        Ok(_) => return Ok(Redirect::to(scope.path()).into_response()),
+        // What the person can fix is shown in the modal; nothing was stored.
+        Err(
+            Error::InvalidInput(message)
+            | Error::Conflict(message)
+            | Error::NotFound(message)
+            | Error::CodeHostUnavailable(message),
+        ) => message,
+        Err(other) => return Err(other.into()),
+    };
+    let rows = rows(&state, &caller, scope).await?;
+    let mut page = build_page(&caller, scope, rows, &Dialogs::default());
+    let url = crate::domain::CodeHostUrl::parse(&form.url)
+        .map(|u| u.as_str().to_owned())
+        .unwrap_or_default();
+    page.add = page
+        .rows
+        .iter()
+        .find(|r| r.url == url)
+        .map(|row| add_dialog(row, form.username, Some(message)));
+    let body = super::render(&page)?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+}
+
+async fn delete(
+    state: AppState,
+    caller: WebCaller,
+    scope: Scope,
+    id: String,
+) -> Result<Response, WebError> {
+    let id: CredentialId = id.parse().map_err(Error::from)?;
+    state.service.delete_credential(&caller.caller, id).await?;
+    Ok(Redirect::to(scope.path()).into_response())
+}
+
+pub(super) async fn user_page(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Query(dialogs): Query<Dialogs>,
+) -> Result<Response, WebError> {
+    show(state, caller, Scope::User, dialogs).await
+}
+
+pub(super) async fn site_page(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Query(dialogs): Query<Dialogs>,
+) -> Result<Response, WebError> {
+    show(state, caller, Scope::Site, dialogs).await
+}
+
+pub(super) async fn user_create(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    CsrfForm(form): CsrfForm<AddTokenForm>,
+) -> Result<Response, WebError> {
+    create(state, caller, Scope::User, form).await
+}
+
+pub(super) async fn site_create(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    CsrfForm(form): CsrfForm<AddTokenForm>,
+) -> Result<Response, WebError> {
+    create(state, caller, Scope::Site, form).await
+}
+
+pub(super) async fn user_delete(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
+) -> Result<Response, WebError> {
+    delete(state, caller, Scope::User, id).await
+}
+
+pub(super) async fn site_delete(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
+) -> Result<Response, WebError> {
+    delete(state, caller, Scope::Site, id).await
+}

@@ -1,0 +1,317 @@
+// End-to-end tests of the batchcred web UI: the real `batchcred serve`
+// on loopback, driven in headless Chromium through playwright-core. The
+// scenarios follow the "Configuring credentials" document and share one
+// server, so they run in order. Each saves a screenshot under
+// target/screenshots/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { randomUUID } from "node:crypto";
+import { chromium } from "playwright-core";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, "target");
+const binary = process.env.BATCHCRED_BIN ?? path.join(targetDir, "debug", "batchcred");
+const screenshots = path.join(root, "target", "screenshots");
+const PASSWORD = "correct horse battery";
+const GITHUB = "https://github.com";
+const GITLAB = "https://gitlab.example.com";
+const BITBUCKET = "https://bitbucket.example.com";
+// A token-shaped value that must never appear on any page.
+const GOOD_TOKEN = `ghp_${randomUUID().replaceAll("-", "")}`;
+const GLOBAL_TOKEN = `bbs_${randomUUID().replaceAll("-", "")}`;
+
+let server;
+let dataDir;
+let base;
+let browser;
+let admin; // the site admin's page
+let user; // a regular user's page
+
+/** Starts the server on a free port; resolves with its base URL. */
+function startServer() {
+  dataDir = mkdtempSync(path.join(tmpdir(), "batchcred-e2e-"));
+  server = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+    env: { ...process.env, RUST_LOG: "info", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let logs = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${logs}`)), 30000);
+    const read = (chunk) => {
+      logs += chunk.toString();
+      // The log line is `... listening address=127.0.0.1:PORT`.
+      const match = logs.replace(/\x1b\[[0-9;]*m/g, "").match(/listening\s+address=(\S+)/);
+      if (match) {
+        clearTimeout(timer);
+        resolve(`http://${match[1]}`);
+      }
+    };
+    server.stdout.on("data", read);
+    server.stderr.on("data", read);
+    server.on("error", (error) => reject(new Error(`cannot start ${binary}: ${error.message}`)));
+    server.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${logs}`)));
+  });
+}
+
+async function newPage(width = 1100, height = 800) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  context.setDefaultTimeout(10000);
+  const page = await context.newPage();
+  // Every page this test sees is checked for leaked secrets.
+  page.on("response", async (response) => {
+    const type = response.headers()["content-type"] ?? "";
+    if (!type.startsWith("text/html")) return;
+    const body = await response.text().catch(() => "");
+    for (const secret of [GOOD_TOKEN, GLOBAL_TOKEN, PASSWORD]) {
+      if (body.includes(secret)) page.leaked = `${response.url()} contains a secret`;
+    }
+  });
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });
+}
+
+/** Clicks something that navigates, and waits for the new page. */
+async function clickAndLoad(page, locator) {
+  await Promise.all([page.waitForEvent("framenavigated"), locator.click()]);
+  await page.waitForLoadState("load");
+}
+
+function row(page, url) {
+  return page.locator(`li.host-row[data-url="${url}"]`);
+}
+
+async function signIn(page, username, password) {
+  await page.goto(`${base}/sign-in`);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await clickAndLoad(page, page.getByRole("button", { name: "Sign in" }));
+}
+
+/** Opens user settings → Batch Changes through the avatar menu. */
+async function openSettings(page) {
+  await page.locator("details.menu summary").click();
+  await clickAndLoad(page, page.getByRole("link", { name: "Settings" }));
+  await clickAndLoad(page, page.locator("nav.sidebar").getByRole("link", { name: "Batch Changes" }));
+  assert.match(page.url(), /\/user\/settings\/batch-changes$/);
+}
+
+async function addToken(page, url, token) {
+  await clickAndLoad(page, row(page, url).getByRole("link", { name: "Add token" }));
+  const dialog = page.locator("dialog[open]");
+  await dialog.getByLabel("Personal access token").fill(token);
+  await clickAndLoad(page, dialog.getByRole("button", { name: "Add token" }));
+}
+
+before(async () => {
+  mkdirSync(screenshots, { recursive: true });
+  base = await startServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-background-networking",
+      "--disable-gpu",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+  admin = await newPage();
+  user = await newPage();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test("first run creates the site admin", async () => {
+  await admin.goto(base);
+  assert.match(admin.url(), /\/site-init$/);
+  await admin.getByLabel("Username").fill("alice");
+  await admin.getByLabel("Password").fill(PASSWORD);
+  await shot(admin, "01-first-run");
+  await clickAndLoad(admin, admin.getByRole("button", { name: "Create site admin account" }));
+  assert.match(admin.url(), /\/user\/settings\/batch-changes$/);
+  assert.equal(await admin.locator("h1").textContent(), "Batch Changes");
+  // The first-run page is gone once there is an admin.
+  const again = await admin.goto(`${base}/site-init`);
+  assert.match(again.url(), /\/sign-in$|\/batch-changes$/);
+});
+
+test("site admin adds code hosts and a user", async () => {
+  await admin.locator("details.menu summary").click();
+  await clickAndLoad(admin, admin.getByRole("link", { name: "Site admin" }));
+  await clickAndLoad(admin, admin.getByRole("link", { name: "Code hosts" }));
+  for (const [kind, url, git] of [
+    ["GitHub", GITHUB, "http"],
+    ["GitLab", GITLAB, "ssh"],
+    ["Bitbucket Server", BITBUCKET, "http"],
+  ]) {
+    await admin.getByLabel("Kind").selectOption({ label: kind });
+    await admin.getByLabel("URL", { exact: true }).fill(url);
+    await admin.getByLabel("Git URL type").selectOption(git);
+    await clickAndLoad(admin, admin.getByRole("button", { name: "Add code host" }));
+  }
+  // A duplicate is refused with the service's message.
+  await admin.getByLabel("URL", { exact: true }).fill(GITHUB);
+  await clickAndLoad(admin, admin.getByRole("button", { name: "Add code host" }));
+  await admin.getByRole("alert").waitFor();
+  assert.equal(await admin.locator("tbody tr").count(), 3);
+  await shot(admin, "02-code-hosts");
+
+  await clickAndLoad(admin, admin.getByRole("link", { name: "Users" }));
+  await admin.getByLabel("Username").fill("bob");
+  await admin.getByLabel("Password").fill(PASSWORD);
+  await clickAndLoad(admin, admin.getByRole("button", { name: "Create user" }));
+  assert.equal(await admin.locator("tbody tr").count(), 2);
+  await shot(admin, "03-users");
+});
+
+test("a user signs in and sees red circles", async () => {
+  await signIn(user, "bob", "wrong password");
+  assert.match(await user.getByRole("alert").textContent(), /wrong username or password/);
+  await signIn(user, "bob", PASSWORD);
+  await openSettings(user);
+  assert.equal(await user.locator(".indicator-missing").count(), 3);
+  assert.equal(await user.locator(".indicator-ok").count(), 0);
+  assert.equal(await user.locator(".kind-icon").count(), 3);
+  await shot(user, "04-no-tokens");
+});
+
+test("a bad token shows the error in the modal and stores nothing", async () => {
+  await clickAndLoad(user, row(user, GITHUB).getByRole("link", { name: "Add token" }));
+  const dialog = user.locator("dialog[open]");
+  assert.equal(
+    await dialog.locator("h2").textContent(),
+    "GitHub Batch Changes token for https://github.com",
+  );
+  assert.ok(await dialog.evaluate((d) => d.matches(":modal")), "the dialog is modal");
+  assert.equal(await user.evaluate(() => document.activeElement.id), "token");
+  const scopes = await dialog.locator(".scopes li").allTextContents();
+  assert.deepEqual(scopes, ["repo", "read:org", "user:email", "read:discussion"]);
+  assert.equal(
+    await dialog.getByRole("link", { name: /Create a token/ }).getAttribute("href"),
+    "https://github.com/settings/tokens",
+  );
+  await shot(user, "05-add-token-modal");
+  await dialog.getByLabel("Personal access token").fill("not a token");
+  await clickAndLoad(user, dialog.getByRole("button", { name: "Add token" }));
+  const error = user.locator("dialog[open] [role=alert]");
+  assert.match(await error.textContent(), /whitespace/);
+  assert.equal(await user.locator("dialog[open] #token").inputValue(), "");
+  await shot(user, "06-add-token-error");
+  await user.goto(`${base}/user/settings/batch-changes`);
+  assert.equal(await user.locator(".indicator-missing").count(), 3);
+});
+
+test("a good token gives a green tick", async () => {
+  await addToken(user, GITHUB, GOOD_TOKEN);
+  assert.match(user.url(), /\/user\/settings\/batch-changes$/);
+  assert.equal(await row(user, GITHUB).locator(".indicator-ok").count(), 1);
+  assert.equal(await user.locator(".indicator-missing").count(), 2);
+  assert.ok(!(await user.content()).includes(GOOD_TOKEN));
+  await shot(user, "07-one-token");
+});
+
+test("an SSH code host shows the public key, again later too", async () => {
+  await addToken(user, GITLAB, `glpat-${randomUUID()}`);
+  const dialog = user.locator("dialog[open]");
+  const key = await dialog.locator("textarea").inputValue();
+  assert.match(key, /^ssh-ed25519 \S+/);
+  await dialog.getByRole("button", { name: "Copy" }).click();
+  await dialog.getByRole("button", { name: "Copied" }).waitFor();
+  assert.equal(await user.evaluate(() => navigator.clipboard.readText()), key);
+  await shot(user, "08-ssh-key");
+  await clickAndLoad(user, dialog.getByRole("link", { name: "Done" }));
+  assert.equal(await row(user, GITLAB).locator(".indicator-ok").count(), 1);
+  await clickAndLoad(user, row(user, GITLAB).getByRole("link", { name: "View public key" }));
+  assert.equal(await user.locator("dialog[open] textarea").inputValue(), key);
+  // Escape closes the modal and returns to the list.
+  await Promise.all([user.waitForEvent("framenavigated"), user.keyboard.press("Escape")]);
+  await user.waitForLoadState("load");
+  assert.equal(await user.locator("dialog[open]").count(), 0);
+});
+
+test("a global credential shows a notice on the user's page", async () => {
+  await admin.goto(`${base}/site-admin/batch-changes`);
+  await addToken(admin, BITBUCKET, GLOBAL_TOKEN);
+  assert.equal(await row(admin, BITBUCKET).locator(".indicator-ok").count(), 1);
+  await shot(admin, "09-global-tokens");
+  await user.reload();
+  const notice = row(user, BITBUCKET).locator(".notice");
+  assert.match(await notice.textContent(), /global token.*under your own name/s);
+  assert.equal(await row(user, BITBUCKET).locator(".indicator-missing").count(), 1);
+  assert.equal(await row(user, GITHUB).locator(".notice").count(), 0);
+  await shot(user, "10-global-notice");
+});
+
+test("removing a token asks first and turns the circle red", async () => {
+  await clickAndLoad(user, row(user, GITHUB).getByRole("link", { name: "Remove" }));
+  const dialog = user.locator("dialog[open]");
+  assert.match(await dialog.locator("h2").textContent(), /Remove the GitHub token/);
+  await shot(user, "11-remove-confirm");
+  await clickAndLoad(user, dialog.getByRole("button", { name: "Remove token" }));
+  assert.equal(await row(user, GITHUB).locator(".indicator-missing").count(), 1);
+  assert.equal(await row(user, GITHUB).getByRole("link", { name: "Add token" }).count(), 1);
+});
+
+test("site admin pages are 404 for other users", async () => {
+  for (const page of ["batch-changes", "code-hosts", "users"]) {
+    const response = await user.goto(`${base}/site-admin/${page}`);
+    assert.equal(response.status(), 404, page);
+  }
+  await shot(user, "14-not-found");
+  await user.goto(`${base}/user/settings/batch-changes`);
+  await user.locator("details.menu summary").click();
+  assert.equal(await user.getByRole("link", { name: "Site admin" }).count(), 0);
+});
+
+test("the settings page works at phone width", async () => {
+  await user.setViewportSize({ width: 390, height: 844 });
+  await user.goto(`${base}/user/settings/batch-changes`);
+  const overflow = await user.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
+  assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px`);
+  await shot(user, "12-phone");
+  await clickAndLoad(user, row(user, GITHUB).getByRole("link", { name: "Add token" }));
+  await shot(user, "13-phone-modal");
+});
+
+test("site admin removes a code host after confirming", async () => {
+  await admin.goto(`${base}/site-admin/code-hosts`);
+  const hostRow = admin.locator("tbody tr", { hasText: BITBUCKET });
+  await clickAndLoad(admin, hostRow.getByRole("link", { name: "Remove" }));
+  const dialog = admin.locator("dialog[open]");
+  assert.match(await dialog.locator("h2").textContent(), /Remove the code host/);
+  await clickAndLoad(admin, dialog.getByRole("button", { name: "Remove code host" }));
+  assert.equal(await admin.locator("tbody tr").count(), 2);
+  await shot(admin, "15-code-host-removed");
+  await user.goto(`${base}/user/settings/batch-changes`);
+  assert.equal(await row(user, BITBUCKET).count(), 0);
+});
+
+test("signing out ends the session and no page showed a secret", async () => {
+  await user.setViewportSize({ width: 1100, height: 800 });
+  await user.goto(`${base}/user/settings/batch-changes`);
+  await user.locator("details.menu summary").click();
+  await clickAndLoad(user, user.getByRole("button", { name: "Sign out" }));
+  assert.match(user.url(), /\/sign-in$/);
+  await user.goto(`${base}/user/settings/batch-changes`);
+  assert.match(user.url(), /\/sign-in$/);
+  await shot(user, "16-signed-out");
+  assert.equal(admin.leaked, undefined);
+  assert.equal(user.leaked, undefined);
+});
