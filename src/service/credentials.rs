@@ -92,10 +92,24 @@ impl CredentialView {
     /// Whether its owner should act: the token expires within a week (or
     /// has expired), or the last check against the code host failed.
     pub fn needs_attention(&self) -> bool {
-        self.last_check_error.is_some()
-            || self
-                .expires_at
-                .is_some_and(|at| crate::codehost::expires_soon(at, Utc::now()))
+        self.attention_reason().is_some()
+    }
+
+    /// Why [`Self::needs_attention`] holds, in words for its owner.
+    pub fn attention_reason(&self) -> Option<String> {
+        if let Some(error) = &self.last_check_error {
+            return Some(format!("The last check failed: {error}"));
+        }
+        let now = Utc::now();
+        let at = self
+            .expires_at
+            .filter(|at| crate::codehost::expires_soon(*at, now))?;
+        let day = at.format("%Y-%m-%d");
+        Some(if at <= now {
+            format!("The token expired on {day}: replace it.")
+        } else {
+            format!("The token expires on {day}: replace it before then.")
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use super::{Chrome, WebError, kinds};
 use crate::domain::{CodeHostId, CodeHostKind, GitUrlType, SshKeyAlgorithm};
 use crate::http::AppState;
 use crate::service::{AddCodeHost, Error, PageRequest};
-use crate::store::{CodeHostRecord, UserRecord};
+use crate::store::{CodeHostRecord, CodeHostUpdate, UserRecord};
 
 const CODE_HOSTS: &str = "/site-admin/code-hosts";
 const USERS: &str = "/site-admin/users";
@@ -63,6 +63,44 @@ struct CodeHostsPage {
     form: AddCodeHostForm,
     error: Option<String>,
     remove: Option<CodeHostRecord>,
+    edit: Option<EditDialog>,
+}
+
+/// The dialog that changes how git reaches a code host.
+struct EditDialog {
+    host: CodeHostRecord,
+    form: EditCodeHostForm,
+    error: Option<String>,
+}
+
+/// The edit-code-host form, echoed back when it has an error.
+#[derive(Deserialize, Default)]
+pub(super) struct EditCodeHostForm {
+    #[serde(default)]
+    git_url_type: String,
+    #[serde(default)]
+    ssh_known_hosts: String,
+    #[serde(default)]
+    ssh_key_algorithm: String,
+}
+
+impl EditCodeHostForm {
+    fn of(host: &CodeHostRecord) -> Self {
+        Self {
+            git_url_type: host.git_url_type.as_str().to_owned(),
+            ssh_known_hosts: host.ssh_known_hosts.clone().unwrap_or_default(),
+            ssh_key_algorithm: host.ssh_key_algorithm.as_str().to_owned(),
+        }
+    }
+
+    fn parse(&self) -> Result<CodeHostUpdate, Error> {
+        let known_hosts = self.ssh_known_hosts.trim();
+        Ok(CodeHostUpdate {
+            git_url_type: Some(self.git_url_type.parse()?),
+            ssh_known_hosts: Some((!known_hosts.is_empty()).then(|| known_hosts.to_owned())),
+            ssh_key_algorithm: Some(self.ssh_key_algorithm.parse()?),
+        })
+    }
 }
 
 impl CodeHostsPage {
@@ -71,9 +109,11 @@ impl CodeHostsPage {
     }
 }
 
+/// Which dialog the page opens.
 #[derive(Deserialize, Default)]
-pub(super) struct RemoveQuery {
+pub(super) struct DialogQuery {
     remove: Option<String>,
+    edit: Option<String>,
 }
 
 async fn code_hosts(
@@ -81,14 +121,20 @@ async fn code_hosts(
     caller: &WebCaller,
     form: AddCodeHostForm,
     error: Option<String>,
-    remove: Option<String>,
+    dialogs: DialogQuery,
 ) -> Result<CodeHostsPage, WebError> {
     let hosts = state
         .service
         .list_code_hosts(&caller.caller, &everything())
         .await?
         .items;
-    let remove = remove.and_then(|id| hosts.iter().find(|h| h.id.to_string() == id).cloned());
+    let find = |id: String| hosts.iter().find(|h| h.id.to_string() == id).cloned();
+    let remove = dialogs.remove.and_then(find);
+    let edit = dialogs.edit.and_then(find).map(|host| EditDialog {
+        form: EditCodeHostForm::of(&host),
+        host,
+        error: None,
+    });
     Ok(CodeHostsPage {
         chrome: Chrome::new(caller, "admin-code-hosts"),
         hosts,
@@ -103,22 +149,16 @@ async fn code_hosts(
         form,
         error,
         remove,
+        edit,
     })
 }
 
 pub(super) async fn code_hosts_page(
     State(state): State<AppState>,
     caller: WebCaller,
-    Query(query): Query<RemoveQuery>,
+    Query(dialogs): Query<DialogQuery>,
 ) -> Result<Response, WebError> {
-    let page = code_hosts(
-        &state,
-        &caller,
-        AddCodeHostForm::default(),
-        None,
-        query.remove,
-    )
-    .await?;
+    let page = code_hosts(&state, &caller, AddCodeHostForm::default(), None, dialogs).await?;
     super::render(&page)
 }
 
@@ -151,7 +191,42 @@ pub(super) async fn add_code_host(
         Err(Error::InvalidInput(message) | Error::Conflict(message)) => message,
         Err(other) => return Err(other.into()),
     };
-    let page = code_hosts(&state, &caller, form, Some(message), None).await?;
+    let page = code_hosts(&state, &caller, form, Some(message), DialogQuery::default()).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+}
+
+/// Changes the git URL type, key algorithm or host key. Switching to SSH
+/// gives existing credentials a keypair (see the service).
+pub(super) async fn update_code_host(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<EditCodeHostForm>,
+) -> Result<Response, WebError> {
+    let id: CodeHostId = id.parse().map_err(Error::from)?;
+    let result = match form.parse() {
+        Ok(update) => {
+            state
+                .service
+                .update_code_host(&caller.caller, id, update)
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    let message = match result {
+        Ok(_) => return Ok(Redirect::to(CODE_HOSTS).into_response()),
+        Err(Error::InvalidInput(message)) => message,
+        Err(other) => return Err(other.into()),
+    };
+    let dialogs = DialogQuery {
+        edit: Some(id.to_string()),
+        ..DialogQuery::default()
+    };
+    let mut page = code_hosts(&state, &caller, AddCodeHostForm::default(), None, dialogs).await?;
+    if let Some(edit) = &mut page.edit {
+        edit.form = form;
+        edit.error = Some(message);
+    }
     Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
 }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::csrf::{CsrfForm, FIELD as CSRF_FIELD};
 use super::session::WebCaller;
 use super::{Chrome, WebError, kinds};
+use crate::codehost::CheckOptions;
 use crate::domain::{CodeHostKind, CredentialId};
 use crate::http::AppState;
 use crate::service::{CodeHostView, CreateCredential, CredentialView, Error, PageRequest};
@@ -76,6 +77,11 @@ impl HostRow {
 
     pub(crate) fn icon(&self) -> &'static str {
         kinds::icon_letters(self.kind)
+    }
+
+    /// Why the page owner's credential needs them to act, if it does.
+    pub(crate) fn attention(&self) -> Option<String> {
+        self.credential.as_ref()?.attention_reason()
     }
 }
 
@@ -316,6 +322,42 @@ async fn delete(
     Ok(Redirect::to(scope.path()).into_response())
 }
 
+/// Checks a credential against its code host again. The outcome is
+/// recorded with the credential and shown in its row, so a failed check
+/// is not an error of this request.
+async fn check(
+    state: AppState,
+    caller: WebCaller,
+    scope: Scope,
+    id: String,
+) -> Result<Response, WebError> {
+    let id: CredentialId = id.parse().map_err(Error::from)?;
+    match state
+        .service
+        .check_credential(&caller.caller, id, &CheckOptions::default())
+        .await
+    {
+        Ok(_) | Err(Error::InvalidInput(_) | Error::CodeHostUnavailable(_)) => {
+            Ok(Redirect::to(scope.path()).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn confirm_key(
+    state: AppState,
+    caller: WebCaller,
+    scope: Scope,
+    id: String,
+) -> Result<Response, WebError> {
+    let id: CredentialId = id.parse().map_err(Error::from)?;
+    state
+        .service
+        .confirm_ssh_key_added(&caller.caller, id)
+        .await?;
+    Ok(Redirect::to(scope.path()).into_response())
+}
+
 pub(super) async fn user_page(
     State(state): State<AppState>,
     caller: WebCaller,
@@ -364,4 +406,40 @@ pub(super) async fn site_delete(
     CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
 ) -> Result<Response, WebError> {
     delete(state, caller, Scope::Site, id).await
+}
+
+pub(super) async fn user_check(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
+) -> Result<Response, WebError> {
+    check(state, caller, Scope::User, id).await
+}
+
+pub(super) async fn site_check(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
+) -> Result<Response, WebError> {
+    check(state, caller, Scope::Site, id).await
+}
+
+pub(super) async fn user_confirm_key(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
+) -> Result<Response, WebError> {
+    confirm_key(state, caller, Scope::User, id).await
+}
+
+pub(super) async fn site_confirm_key(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
+) -> Result<Response, WebError> {
+    confirm_key(state, caller, Scope::Site, id).await
 }

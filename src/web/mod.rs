@@ -56,6 +56,14 @@ pub fn router() -> Router<AppState> {
             "/user/settings/batch-changes/credentials/{id}/delete",
             post(batch_changes::user_delete),
         )
+        .route(
+            "/user/settings/batch-changes/credentials/{id}/check",
+            post(batch_changes::user_check),
+        )
+        .route(
+            "/user/settings/batch-changes/credentials/{id}/confirm-key",
+            post(batch_changes::user_confirm_key),
+        )
         .route("/site-admin", get(admin::root))
         .route("/site-admin/batch-changes", get(batch_changes::site_page))
         .route(
@@ -67,9 +75,18 @@ pub fn router() -> Router<AppState> {
             post(batch_changes::site_delete),
         )
         .route(
+            "/site-admin/batch-changes/credentials/{id}/check",
+            post(batch_changes::site_check),
+        )
+        .route(
+            "/site-admin/batch-changes/credentials/{id}/confirm-key",
+            post(batch_changes::site_confirm_key),
+        )
+        .route(
             "/site-admin/code-hosts",
             get(admin::code_hosts_page).post(admin::add_code_host),
         )
+        .route("/site-admin/code-hosts/{id}", post(admin::update_code_host))
         .route(
             "/site-admin/code-hosts/{id}/delete",
             post(admin::delete_code_host),

@@ -12,18 +12,28 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomUUID } from "node:crypto";
 import { chromium } from "playwright-core";
+import { startCodeHostEmulator } from "./codehost-emulator.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, "target");
 const binary = process.env.BATCHCRED_BIN ?? path.join(targetDir, "debug", "batchcred");
 const screenshots = path.join(root, "target", "screenshots");
 const PASSWORD = "correct horse battery";
-const GITHUB = "https://github.com";
-const GITLAB = "https://gitlab.example.com";
-const BITBUCKET = "https://bitbucket.example.com";
-// A token-shaped value that must never appear on any page.
-const GOOD_TOKEN = `ghp_${randomUUID().replaceAll("-", "")}`;
-const GLOBAL_TOKEN = `bbs_${randomUUID().replaceAll("-", "")}`;
+// Token-shaped values that must never appear on any page.
+const newToken = (prefix) => `${prefix}${randomUUID().replaceAll("-", "")}`;
+const GOOD_TOKEN = newToken("ghp_");
+const UNDER_SCOPED_TOKEN = newToken("ghp_");
+const GITLAB_TOKEN = newToken("glpat-");
+const GLOBAL_TOKEN = newToken("bbs_");
+const SECRETS = [GOOD_TOKEN, UNDER_SCOPED_TOKEN, GITLAB_TOKEN, GLOBAL_TOKEN, PASSWORD];
+const DAY = 24 * 60 * 60 * 1000;
+const inDays = (days) => new Date(Date.now() + days * DAY);
+
+// The code hosts, served by the emulator on loopback.
+let codehosts;
+let GITHUB;
+let GITLAB;
+let BITBUCKET;
 
 let server;
 let dataDir;
@@ -68,7 +78,7 @@ async function newPage(width = 1100, height = 800) {
     const type = response.headers()["content-type"] ?? "";
     if (!type.startsWith("text/html")) return;
     const body = await response.text().catch(() => "");
-    for (const secret of [GOOD_TOKEN, GLOBAL_TOKEN, PASSWORD]) {
+    for (const secret of SECRETS) {
       if (body.includes(secret)) page.leaked = `${response.url()} contains a secret`;
     }
   });
@@ -113,6 +123,25 @@ async function addToken(page, url, token) {
 
 before(async () => {
   mkdirSync(screenshots, { recursive: true });
+  codehosts = await startCodeHostEmulator({
+    // No `workflow` scope: accepted, with a warning.
+    [GOOD_TOKEN]: {
+      owner: "bob-on-github",
+      scopes: ["repo", "admin:org", "user", "read:discussion"],
+      expiresAt: inDays(90),
+    },
+    [UNDER_SCOPED_TOKEN]: { owner: "bob-on-github", scopes: ["repo", "user:email"] },
+    // Expires within a week: accepted, and flagged.
+    [GITLAB_TOKEN]: {
+      owner: "bob-on-gitlab",
+      scopes: ["api", "read_repository", "write_repository"],
+      expiresAt: inDays(3),
+    },
+    [GLOBAL_TOKEN]: { owner: "batch-bot", scopes: ["PROJECT_WRITE", "REPO_WRITE"] },
+  });
+  GITHUB = codehosts.url("github");
+  GITLAB = codehosts.url("gitlab");
+  BITBUCKET = codehosts.url("bitbucket");
   base = await startServer();
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -133,6 +162,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.kill("SIGTERM");
+  await codehosts?.close();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -195,7 +225,7 @@ test("a bad token shows the error in the modal and stores nothing", async () => 
   const dialog = user.locator("dialog[open]");
   assert.equal(
     await dialog.locator("h2").textContent(),
-    "GitHub Batch Changes token for https://github.com",
+    `GitHub Batch Changes token for ${GITHUB}`,
   );
   assert.ok(await dialog.evaluate((d) => d.matches(":modal")), "the dialog is modal");
   assert.equal(await user.evaluate(() => document.activeElement.id), "token");
@@ -203,7 +233,7 @@ test("a bad token shows the error in the modal and stores nothing", async () => 
   assert.deepEqual(scopes, ["repo", "read:org", "user:email", "read:discussion"]);
   assert.equal(
     await dialog.getByRole("link", { name: /Create a token/ }).getAttribute("href"),
-    "https://github.com/settings/tokens",
+    `${GITHUB}/settings/tokens`,
   );
   await shot(user, "05-add-token-modal");
   await dialog.getByLabel("Personal access token").fill("not a token");
@@ -211,6 +241,11 @@ test("a bad token shows the error in the modal and stores nothing", async () => 
   const error = user.locator("dialog[open] [role=alert]");
   assert.match(await error.textContent(), /whitespace/);
   assert.equal(await user.locator("dialog[open] #token").inputValue(), "");
+  await user.locator("dialog[open] #token").fill(UNDER_SCOPED_TOKEN);
+  await clickAndLoad(user, user.locator("dialog[open]").getByRole("button", { name: "Add token" }));
+  const message = await user.locator("dialog[open] [role=alert]").textContent();
+  assert.match(message, new RegExp(`GitHub ${GITHUB}.*read:org.*read:discussion`, "s"));
+  assert.doesNotMatch(message, /user:email/);
   await shot(user, "06-add-token-error");
   await user.goto(`${base}/user/settings/batch-changes`);
   assert.equal(await user.locator(".indicator-missing").count(), 3);
@@ -221,12 +256,25 @@ test("a good token gives a green tick", async () => {
   assert.match(user.url(), /\/user\/settings\/batch-changes$/);
   assert.equal(await row(user, GITHUB).locator(".indicator-ok").count(), 1);
   assert.equal(await user.locator(".indicator-missing").count(), 2);
-  assert.ok(!(await user.content()).includes(GOOD_TOKEN));
+  const details = row(user, GITHUB).locator(".credential-meta");
+  assert.match(await details.textContent(), /of\s+bob-on-github.*expires \d{4}-\d{2}-\d{2}/s);
+  assert.match(await row(user, GITHUB).locator(".credential-warning").textContent(), /workflow/);
+  assert.equal(await row(user, GITHUB).locator(".badge").count(), 0);
   await shot(user, "07-one-token");
 });
 
+test("checking again flags a token the code host no longer accepts", async () => {
+  codehosts.revoke(GOOD_TOKEN);
+  await clickAndLoad(user, row(user, GITHUB).getByRole("button", { name: "Check now" }));
+  const attention = row(user, GITHUB).locator(".attention");
+  assert.match(await attention.textContent(), /Needs attention.*last check failed.*GitHub/s);
+  // Still configured: the owner decides to replace or remove it.
+  assert.equal(await row(user, GITHUB).locator(".indicator-ok").count(), 1);
+  await shot(user, "07b-check-failed");
+});
+
 test("an SSH code host shows the public key, again later too", async () => {
-  await addToken(user, GITLAB, `glpat-${randomUUID()}`);
+  await addToken(user, GITLAB, GITLAB_TOKEN);
   const dialog = user.locator("dialog[open]");
   const key = await dialog.locator("textarea").inputValue();
   assert.match(key, /^ssh-ed25519 \S+/);
@@ -236,6 +284,10 @@ test("an SSH code host shows the public key, again later too", async () => {
   await shot(user, "08-ssh-key");
   await clickAndLoad(user, dialog.getByRole("link", { name: "Done" }));
   assert.equal(await row(user, GITLAB).locator(".indicator-ok").count(), 1);
+  // It expires in three days, so it is flagged.
+  assert.match(await row(user, GITLAB).locator(".attention").textContent(), /expires on/);
+  // A key made with the token was shown just now: nothing is pending.
+  assert.equal(await row(user, GITLAB).locator(".key-pending").count(), 0);
   await clickAndLoad(user, row(user, GITLAB).getByRole("link", { name: "View public key" }));
   assert.equal(await user.locator("dialog[open] textarea").inputValue(), key);
   // Escape closes the modal and returns to the list.
@@ -255,6 +307,30 @@ test("a global credential shows a notice on the user's page", async () => {
   assert.equal(await row(user, BITBUCKET).locator(".indicator-missing").count(), 1);
   assert.equal(await row(user, GITHUB).locator(".notice").count(), 0);
   await shot(user, "10-global-notice");
+});
+
+test("switching a code host to SSH asks for the new key to be added", async () => {
+  await admin.goto(`${base}/site-admin/code-hosts`);
+  const hostRow = admin.locator("tbody tr", { hasText: BITBUCKET });
+  await clickAndLoad(admin, hostRow.getByRole("link", { name: "Edit" }));
+  const dialog = admin.locator("dialog[open]");
+  await dialog.getByLabel("SSH host key").fill("not a host key");
+  await dialog.getByLabel("Git URL type").selectOption("ssh");
+  await clickAndLoad(admin, dialog.getByRole("button", { name: "Save" }));
+  await admin.locator("dialog[open] [role=alert]").waitFor();
+  await admin.locator("dialog[open]").getByLabel("SSH host key").fill("");
+  await clickAndLoad(admin, admin.locator("dialog[open]").getByRole("button", { name: "Save" }));
+  assert.match(await hostRow.textContent(), /ssh/);
+
+  await admin.goto(`${base}/site-admin/batch-changes`);
+  const pending = row(admin, BITBUCKET).locator(".key-pending");
+  assert.match(await pending.textContent(), /Add the SSH public key/);
+  await clickAndLoad(admin, row(admin, BITBUCKET).getByRole("link", { name: "View public key" }));
+  assert.match(await admin.locator("dialog[open] textarea").inputValue(), /^ssh-ed25519 /);
+  await shot(admin, "09b-key-pending");
+  await admin.goto(`${base}/site-admin/batch-changes`);
+  await clickAndLoad(admin, pending.getByRole("button", { name: "I've added the key" }));
+  assert.equal(await row(admin, BITBUCKET).locator(".key-pending").count(), 0);
 });
 
 test("removing a token asks first and turns the circle red", async () => {
