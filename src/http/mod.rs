@@ -7,6 +7,7 @@ mod session;
 
 pub use caller::SESSION_COOKIE;
 pub use error::ApiError;
+pub(crate) use session::{removal_cookie, session_cookie};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -22,7 +22,9 @@ pub(super) struct Credentials {
     password: SecretString,
 }
 
-fn session_cookie(token: &SessionToken, settings: &CookieSettings) -> Cookie<'static> {
+/// The session cookie, for the JSON endpoints and the web pages alike:
+/// `HttpOnly`, `SameSite=Lax`, `Secure` over HTTPS.
+pub(crate) fn session_cookie(token: &SessionToken, settings: &CookieSettings) -> Cookie<'static> {
     let max_age =
         time::Duration::seconds(i64::try_from(settings.max_age.as_secs()).unwrap_or(i64::MAX));
     Cookie::build((SESSION_COOKIE, token.0.expose().to_owned()))
@@ -34,7 +36,8 @@ fn session_cookie(token: &SessionToken, settings: &CookieSettings) -> Cookie<'st
         .build()
 }
 
-fn removal_cookie() -> Cookie<'static> {
+/// Clears the session cookie.
+pub(crate) fn removal_cookie() -> Cookie<'static> {
     Cookie::build((SESSION_COOKIE, "")).path("/").build()
 }
 

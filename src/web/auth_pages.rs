@@ -9,9 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::csrf::{self, CsrfForm};
-use super::session::{WebCaller, removal_cookie, session_cookie};
+use super::session::WebCaller;
 use super::{Chrome, HOME, WebError};
 use crate::http::{AppState, SESSION_COOKIE};
+use crate::http::{removal_cookie, session_cookie};
 use crate::service::Error;
 
 #[derive(Template)]

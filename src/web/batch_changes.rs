@@ -3,12 +3,16 @@
 //! green tick or a red circle, and open the add, SSH key and remove
 //! dialogs from the query string.
 
+use std::convert::Infallible;
+
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::auth_pages::NoFields;
 use super::csrf::{CsrfForm, FIELD as CSRF_FIELD};
 use super::session::WebCaller;
 use super::{Chrome, WebError, kinds};
@@ -17,11 +21,24 @@ use crate::domain::{CodeHostKind, CredentialId};
 use crate::http::AppState;
 use crate::service::{CodeHostView, CreateCredential, CredentialView, Error, PageRequest};
 
-/// Whose credentials a page shows.
+/// Whose credentials a page shows: the same handlers serve the user's
+/// settings and the site admin's pages, told apart by their path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
+pub(super) enum Scope {
     User,
     Site,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Scope {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(if parts.uri.path().starts_with(Self::Site.path()) {
+            Self::Site
+        } else {
+            Self::User
+        })
+    }
 }
 
 impl Scope {
@@ -244,21 +261,21 @@ fn build_page(
     }
 }
 
-async fn show(
-    state: AppState,
+pub(super) async fn show(
+    State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
-    dialogs: Dialogs,
+    Query(dialogs): Query<Dialogs>,
 ) -> Result<Response, WebError> {
     let rows = rows(&state, &caller, scope).await?;
     super::render(&build_page(&caller, scope, rows, &dialogs))
 }
 
-async fn create(
-    state: AppState,
+pub(super) async fn create(
+    State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
-    form: AddTokenForm,
+    CsrfForm(form): CsrfForm<AddTokenForm>,
 ) -> Result<Response, WebError> {
     let user = match scope {
         Scope::User => Some(caller.user()?.id),
@@ -311,11 +328,12 @@ async fn create(
     Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
 }
 
-async fn delete(
-    state: AppState,
+pub(super) async fn delete(
+    State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
-    id: String,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
     let id: CredentialId = id.parse().map_err(Error::from)?;
     state.service.delete_credential(&caller.caller, id).await?;
@@ -325,11 +343,12 @@ async fn delete(
 /// Checks a credential against its code host again. The outcome is
 /// recorded with the credential and shown in its row, so a failed check
 /// is not an error of this request.
-async fn check(
-    state: AppState,
+pub(super) async fn check(
+    State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
-    id: String,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
     let id: CredentialId = id.parse().map_err(Error::from)?;
     match state
@@ -344,11 +363,12 @@ async fn check(
     }
 }
 
-async fn confirm_key(
-    state: AppState,
+pub(super) async fn confirm_key(
+    State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
-    id: String,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
     let id: CredentialId = id.parse().map_err(Error::from)?;
     state
@@ -356,90 +376,4 @@ async fn confirm_key(
         .confirm_ssh_key_added(&caller.caller, id)
         .await?;
     Ok(Redirect::to(scope.path()).into_response())
-}
-
-pub(super) async fn user_page(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    Query(dialogs): Query<Dialogs>,
-) -> Result<Response, WebError> {
-    show(state, caller, Scope::User, dialogs).await
-}
-
-pub(super) async fn site_page(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    Query(dialogs): Query<Dialogs>,
-) -> Result<Response, WebError> {
-    show(state, caller, Scope::Site, dialogs).await
-}
-
-pub(super) async fn user_create(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    CsrfForm(form): CsrfForm<AddTokenForm>,
-) -> Result<Response, WebError> {
-    create(state, caller, Scope::User, form).await
-}
-
-pub(super) async fn site_create(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    CsrfForm(form): CsrfForm<AddTokenForm>,
-) -> Result<Response, WebError> {
-    create(state, caller, Scope::Site, form).await
-}
-
-pub(super) async fn user_delete(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
-) -> Result<Response, WebError> {
-    delete(state, caller, Scope::User, id).await
-}
-
-pub(super) async fn site_delete(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
-) -> Result<Response, WebError> {
-    delete(state, caller, Scope::Site, id).await
-}
-
-pub(super) async fn user_check(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
-) -> Result<Response, WebError> {
-    check(state, caller, Scope::User, id).await
-}
-
-pub(super) async fn site_check(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
-) -> Result<Response, WebError> {
-    check(state, caller, Scope::Site, id).await
-}
-
-pub(super) async fn user_confirm_key(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
-) -> Result<Response, WebError> {
-    confirm_key(state, caller, Scope::User, id).await
-}
-
-pub(super) async fn site_confirm_key(
-    State(state): State<AppState>,
-    caller: WebCaller,
-    Path(id): Path<String>,
-    CsrfForm(_): CsrfForm<super::auth_pages::NoFields>,
-) -> Result<Response, WebError> {
-    confirm_key(state, caller, Scope::Site, id).await
 }

@@ -44,43 +44,40 @@ pub fn router() -> Router<AppState> {
             get(auth_pages::site_init_page).post(auth_pages::site_init),
         )
         .route("/user/settings", get(auth_pages::settings_root))
-        .route(
-            "/user/settings/batch-changes",
-            get(batch_changes::user_page),
-        )
+        .route("/user/settings/batch-changes", get(batch_changes::show))
         .route(
             "/user/settings/batch-changes/credentials",
-            post(batch_changes::user_create),
+            post(batch_changes::create),
         )
         .route(
             "/user/settings/batch-changes/credentials/{id}/delete",
-            post(batch_changes::user_delete),
+            post(batch_changes::delete),
         )
         .route(
             "/user/settings/batch-changes/credentials/{id}/check",
-            post(batch_changes::user_check),
+            post(batch_changes::check),
         )
         .route(
             "/user/settings/batch-changes/credentials/{id}/confirm-key",
-            post(batch_changes::user_confirm_key),
+            post(batch_changes::confirm_key),
         )
         .route("/site-admin", get(admin::root))
-        .route("/site-admin/batch-changes", get(batch_changes::site_page))
+        .route("/site-admin/batch-changes", get(batch_changes::show))
         .route(
             "/site-admin/batch-changes/credentials",
-            post(batch_changes::site_create),
+            post(batch_changes::create),
         )
         .route(
             "/site-admin/batch-changes/credentials/{id}/delete",
-            post(batch_changes::site_delete),
+            post(batch_changes::delete),
         )
         .route(
             "/site-admin/batch-changes/credentials/{id}/check",
-            post(batch_changes::site_check),
+            post(batch_changes::check),
         )
         .route(
             "/site-admin/batch-changes/credentials/{id}/confirm-key",
-            post(batch_changes::site_confirm_key),
+            post(batch_changes::confirm_key),
         )
         .route(
             "/site-admin/code-hosts",

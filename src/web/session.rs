@@ -1,15 +1,14 @@
 //! Who is looking at a page, from the session cookie alone (browsers send
-//! no API tokens), and the session cookie itself.
+//! no API tokens).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::{WebError, csrf};
 use crate::auth::Caller;
-use crate::http::{AppState, CookieSettings, SESSION_COOKIE};
-use crate::service::{Error, SessionToken};
+use crate::http::{AppState, SESSION_COOKIE};
+use crate::service::Error;
 use crate::store::UserRecord;
 
 /// The caller of a page request. An unknown or expired session is simply
@@ -52,23 +51,4 @@ impl FromRequestParts<AppState> for WebCaller {
         };
         Ok(Self { caller, csrf_seed })
     }
-}
-
-/// The session cookie, with the same attributes as the JSON sign-in
-/// endpoint sets (`HttpOnly`, `SameSite=Lax`, `Secure` over HTTPS).
-pub(crate) fn session_cookie(token: &SessionToken, settings: &CookieSettings) -> Cookie<'static> {
-    let max_age =
-        time::Duration::seconds(i64::try_from(settings.max_age.as_secs()).unwrap_or(i64::MAX));
-    Cookie::build((SESSION_COOKIE, token.0.expose().to_owned()))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(settings.secure)
-        .path("/")
-        .max_age(max_age)
-        .build()
-}
-
-/// Clears the session cookie.
-pub(crate) fn removal_cookie() -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, "")).path("/").build()
 }

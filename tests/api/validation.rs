@@ -442,6 +442,26 @@ async fn an_unreachable_failing_or_busy_code_host_stores_nothing() {
         "{body}"
     );
     assert_eq!(s.app.count_credentials().await, 0);
+
+    // A TLS handshake with a server that speaks plain HTTP fails.
+    let url = s.emulator.url("github").replace("http://", "https://");
+    s.app.add_code_host(&admin, "GITHUB", &url, "HTTP").await;
+    let body = s
+        .app
+        .graphql(
+            &s.alice.auth,
+            CREATE,
+            json!({ "user": s.alice.id, "k": "GITHUB", "u": url, "c": "ghp_fine" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("CODE_HOST_UNAVAILABLE"), "{body}");
+    let message = error_message(&body);
+    assert!(
+        message.contains(&format!("could not reach GitHub {url}: ")),
+        "{body}"
+    );
+    assert!(!message.contains("ghp_fine"), "{body}");
+    assert_eq!(s.app.count_credentials().await, 0);
 }
 
 #[tokio::test]
