@@ -65,8 +65,23 @@ impl Server {
         store_config: &StoreConfig,
         server_config: &ServerConfig,
     ) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(server_config.listen)
+            .await
+            .map_err(|source| StartupError::Listen {
+                address: server_config.listen,
+                source,
+            })?;
+        // An external URL on port 0 (the default one, when listening on a
+        // free port) names the port actually bound, as key comments show it.
+        let mut external_url = server_config.external_url.clone();
+        if external_url.port() == Some(0)
+            && let Ok(address) = listener.local_addr()
+        {
+            // Setting a port fails only on URLs without a host.
+            let _ = external_url.set_port(Some(address.port()));
+        }
         let settings = ServiceSettings {
-            instance_name: instance_name(&server_config.external_url),
+            instance_name: instance_name(&external_url),
             session_ttl: server_config.session_ttl,
             code_host_timeout: server_config.code_host_timeout,
             publish: server_config.publish,
@@ -74,12 +89,6 @@ impl Server {
         let service = open_service(store_config, settings).await?;
         // Finish key generation a crash may have interrupted.
         service.generate_missing_ssh_keys().await?;
-        let listener = TcpListener::bind(server_config.listen)
-            .await
-            .map_err(|source| StartupError::Listen {
-                address: server_config.listen,
-                source,
-            })?;
         let cookies = CookieSettings {
             secure: server_config.secure_cookies(),
             max_age: server_config.session_ttl,

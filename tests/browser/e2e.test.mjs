@@ -278,6 +278,8 @@ test("an SSH code host shows the public key, again later too", async () => {
   const dialog = user.locator("dialog[open]");
   const key = await dialog.locator("textarea").inputValue();
   assert.match(key, /^ssh-ed25519 \S+/);
+  // The comment names the instance that made the key.
+  assert.ok(key.endsWith(` batchcred@${new URL(base).host}`), key);
   await dialog.getByRole("button", { name: "Copy" }).click();
   await dialog.getByRole("button", { name: "Copied" }).waitFor();
   assert.equal(await user.evaluate(() => navigator.clipboard.readText()), key);
