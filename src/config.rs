@@ -1,6 +1,6 @@
-//! Typed configuration, built by the CLI from flags and `BATCHCRED_*`
-//! environment variables (clap applies the precedence: flag over
-//! environment over default).
+//! Typed configuration, built by the CLI from, lowest precedence first,
+//! built-in defaults, the optional TOML file ([`ConfigFile`]),
+//! `BATCHCRED_*` environment variables and flags.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,6 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::crypto::{KeySource, Keyring};
 use crate::store::Backend;
+
+mod file;
+pub use file::ConfigFile;
 
 /// A database connection URL. It may carry a password, so it is only
 /// ever displayed with the password masked.

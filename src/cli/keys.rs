@@ -1,11 +1,10 @@
 //! `batchcred keys …`: generating, rotating and inspecting the keyring.
 
 use anyhow::{Result, bail};
-use batchcred::config::StoreConfig;
 use batchcred::crypto::{KeySource, Keyring};
 use clap::Subcommand;
 
-use super::{OPERATOR, open};
+use super::{Local, OPERATOR};
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -23,13 +22,13 @@ pub enum KeysCommand {
     Status,
 }
 
-pub async fn run(store: &StoreConfig, command: KeysCommand) -> Result<()> {
+pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
     match command {
         KeysCommand::Generate => {
             print!("{}", Keyring::generate()?.to_text().as_str());
         }
         KeysCommand::Rotate => {
-            let resolved = store.resolve()?;
+            let resolved = local.store.resolve()?;
             let KeySource::File(path) = resolved.key_source else {
                 bail!(
                     "the keyring comes from BATCHCRED_ENCRYPTION_KEY: append a new entry \
@@ -44,11 +43,11 @@ pub async fn run(store: &StoreConfig, command: KeysCommand) -> Result<()> {
                 rotated.primary_id(),
                 path.display()
             );
-            reencrypt(store).await?;
+            reencrypt(local).await?;
         }
-        KeysCommand::Reencrypt => reencrypt(store).await?,
+        KeysCommand::Reencrypt => reencrypt(local).await?,
         KeysCommand::Status => {
-            let status = open(store).await?.key_status(&OPERATOR).await?;
+            let status = local.open().await?.key_status(&OPERATOR).await?;
             println!("primary key: {}", status.primary);
             println!("keys: {}", status.known.join(", "));
             for (key, count) in status.credentials_by_key {
@@ -59,8 +58,8 @@ pub async fn run(store: &StoreConfig, command: KeysCommand) -> Result<()> {
     Ok(())
 }
 
-async fn reencrypt(store: &StoreConfig) -> Result<()> {
-    let service = open(store).await?;
+async fn reencrypt(local: &Local) -> Result<()> {
+    let service = local.open().await?;
     let report = service
         .reencrypt_credentials(&OPERATOR, |progress| {
             if progress.reencrypted % 100 == 0 && progress.reencrypted > 0 {

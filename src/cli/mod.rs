@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use batchcred::auth::Caller;
-use batchcred::config::{DatabaseUrl, StoreConfig};
+use batchcred::config::{ConfigFile, DatabaseUrl, StoreConfig};
 use batchcred::service::{Service, ServiceSettings};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
@@ -32,14 +32,15 @@ pub struct Args {
 /// Where the data lives; shared by every command.
 #[derive(clap::Args, Debug)]
 struct StoreArgs {
-    /// Directory for the embedded SQLite database and the default keyring.
-    #[arg(
-        long,
-        global = true,
-        env = "BATCHCRED_DATA_DIR",
-        default_value = "./batchcred-data"
-    )]
-    data_dir: PathBuf,
+    /// A TOML file with any of the settings below and `serve`'s (keys are
+    /// the flag names with `_`); flags and environment variables win.
+    #[arg(long = "config", global = true, env = "BATCHCRED_CONFIG")]
+    config_file: Option<PathBuf>,
+
+    /// Directory for the embedded SQLite database and the default keyring
+    /// [default: ./batchcred-data].
+    #[arg(long, global = true, env = "BATCHCRED_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 
     /// Use this database instead of the embedded SQLite one
     /// (postgres://user@host/db, or sqlite://path).
@@ -69,12 +70,24 @@ fn read_inline_key() -> Option<SecretString> {
 }
 
 impl StoreArgs {
-    fn config(&self) -> StoreConfig {
+    /// The configuration file, if one is named.
+    fn file(&self) -> Result<ConfigFile> {
+        Ok(match &self.config_file {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        })
+    }
+
+    /// Flags and environment over the file, over the defaults.
+    fn config(self, file: &mut ConfigFile) -> StoreConfig {
         StoreConfig {
-            data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone(),
-            encryption_key_file: self.encryption_key_file.clone(),
-            encryption_key: self.encryption_key.clone(),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir.take())
+                .unwrap_or_else(|| PathBuf::from("./batchcred-data")),
+            database_url: self.database_url.or(file.database_url.take()),
+            encryption_key_file: self.encryption_key_file.or(file.encryption_key_file.take()),
+            encryption_key: self.encryption_key,
         }
     }
 }
@@ -116,19 +129,24 @@ impl Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let store = args.store.config();
+    let mut file = args.store.file()?;
+    let store = args.store.config(&mut file);
+    let local = Local {
+        instance_name: serve::default_instance_name(&file),
+        store,
+    };
     match args.command {
-        Command::Serve(serve_args) => serve::run(&store, serve_args).await,
+        Command::Serve(serve_args) => serve::run(&local.store, serve_args, file).await,
         Command::Schema => {
             print!("{}", batchcred::api::schema_sdl());
             Ok(())
         }
-        Command::Users(command) => users::run_users(&open(&store).await?, command).await,
-        Command::Tokens(command) => users::run_tokens(&open(&store).await?, command).await,
-        Command::Codehosts(command) => codehosts::run(&open(&store).await?, command).await,
-        Command::Credentials(command) => credentials::run(&open(&store).await?, command).await,
-        Command::Keys(command) => keys::run(&store, command).await,
-        Command::Publish(args) => publish::run(&open(&store).await?, args).await,
+        Command::Users(command) => users::run_users(&local.open().await?, command).await,
+        Command::Tokens(command) => users::run_tokens(&local.open().await?, command).await,
+        Command::Codehosts(command) => codehosts::run(&local.open().await?, command).await,
+        Command::Credentials(command) => credentials::run(&local.open().await?, command).await,
+        Command::Keys(command) => keys::run(&local, command).await,
+        Command::Publish(args) => publish::run(&local.open().await?, args).await,
     }
 }
 
@@ -136,12 +154,21 @@ pub async fn run(args: Args) -> Result<()> {
 /// holds the database and the keyring.
 const OPERATOR: Caller = Caller::Operator;
 
-async fn open(store: &StoreConfig) -> Result<Service> {
-    let settings = ServiceSettings {
-        instance_name: serve::default_instance_name(),
-        session_ttl: serve::DEFAULT_SESSION_TTL,
-        code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
-        publish: batchcred::service::PublishSettings::default(),
-    };
-    Ok(batchcred::app::open_service(store, settings).await?)
+/// What one-shot commands work on: the local store, as this instance.
+struct Local {
+    store: StoreConfig,
+    /// Names the instance in the comments of SSH keys generated here.
+    instance_name: String,
+}
+
+impl Local {
+    async fn open(&self) -> Result<Service> {
+        let settings = ServiceSettings {
+            instance_name: self.instance_name.clone(),
+            session_ttl: serve::DEFAULT_SESSION_TTL,
+            code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
+            publish: batchcred::service::PublishSettings::default(),
+        };
+        Ok(batchcred::app::open_service(&self.store, settings).await?)
+    }
 }

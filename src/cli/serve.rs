@@ -5,86 +5,104 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use batchcred::app::Server;
-use batchcred::config::{ServerConfig, StoreConfig};
+use batchcred::config::{ConfigFile, ServerConfig, StoreConfig};
 use batchcred::publish::Backoff;
 use batchcred::service::PublishSettings;
 
 /// Sessions last this long unless configured otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// `serve`'s settings. None has a clap default: a value missing from the
+/// flags and the environment may come from the configuration file, and
+/// only then from the defaults below.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "BATCHCRED_LISTEN", default_value = "127.0.0.1:3080")]
-    listen: SocketAddr,
+    /// Address to listen on [default: 127.0.0.1:3080].
+    #[arg(long, env = "BATCHCRED_LISTEN")]
+    listen: Option<SocketAddr>,
 
     /// The URL users reach this instance at; names the instance in SSH key
-    /// comments and, when https, marks cookies Secure.
-    /// Default: http://<listen address>.
+    /// comments and, when https, marks cookies Secure
+    /// [default: http://<listen address>].
     #[arg(long, env = "BATCHCRED_EXTERNAL_URL")]
     external_url: Option<url::Url>,
 
-    /// How long a sign-in lasts, in hours.
-    #[arg(long, env = "BATCHCRED_SESSION_TTL_HOURS", default_value_t = 720)]
-    session_ttl_hours: u64,
+    /// How long a sign-in lasts, in hours [default: 720].
+    #[arg(long, env = "BATCHCRED_SESSION_TTL_HOURS")]
+    session_ttl_hours: Option<u64>,
 
     /// Seconds one call to a code host may take before it counts as
-    /// unreachable.
-    #[arg(long, env = "BATCHCRED_CODE_HOST_TIMEOUT_SECS", default_value_t = 10)]
-    code_host_timeout_secs: u64,
+    /// unreachable [default: 10].
+    #[arg(long, env = "BATCHCRED_CODE_HOST_TIMEOUT_SECS")]
+    code_host_timeout_secs: Option<u64>,
 
     /// Hours between background checks of stored credentials against their
-    /// code hosts (0 turns them off).
-    #[arg(long, env = "BATCHCRED_RECHECK_INTERVAL_HOURS", default_value_t = 12)]
-    recheck_interval_hours: u64,
+    /// code hosts, 0 to turn them off [default: 12].
+    #[arg(long, env = "BATCHCRED_RECHECK_INTERVAL_HOURS")]
+    recheck_interval_hours: Option<u64>,
 
     /// Milliseconds between two pull requests opened on one GitHub code
-    /// host (GitHub's secondary rate limits punish bursts).
-    #[arg(long, env = "BATCHCRED_GITHUB_PR_INTERVAL_MS", default_value_t = 1000)]
-    github_pr_interval_ms: u64,
+    /// host (GitHub's secondary rate limits punish bursts) [default: 1000].
+    #[arg(long, env = "BATCHCRED_GITHUB_PR_INTERVAL_MS")]
+    github_pr_interval_ms: Option<u64>,
 
     /// The longest rate-limit wait a publish sits out, in seconds; a code
-    /// host asking for longer fails the changeset instead.
-    #[arg(
-        long,
-        env = "BATCHCRED_MAX_RATE_LIMIT_WAIT_SECS",
-        default_value_t = 900
-    )]
-    max_rate_limit_wait_secs: u64,
+    /// host asking for longer fails the changeset instead [default: 900].
+    #[arg(long, env = "BATCHCRED_MAX_RATE_LIMIT_WAIT_SECS")]
+    max_rate_limit_wait_secs: Option<u64>,
 }
 
-/// The instance name used by CLI commands, which have no external URL.
-pub fn default_instance_name() -> String {
-    let host = std::env::var("BATCHCRED_EXTERNAL_URL")
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    3080,
+));
+
+/// The instance name used by CLI commands, which have no listen address.
+pub fn default_instance_name(file: &ConfigFile) -> String {
+    let from_env = std::env::var("BATCHCRED_EXTERNAL_URL")
         .ok()
         .and_then(|raw| url::Url::parse(&raw).ok());
-    match host {
-        Some(url) => batchcred::config::instance_name(&url),
+    match from_env.as_ref().or(file.external_url.as_ref()) {
+        Some(url) => batchcred::config::instance_name(url),
         None => "batchcred@localhost".to_owned(),
     }
 }
 
-pub async fn run(store: &StoreConfig, args: ServeArgs) -> Result<()> {
-    let external_url = match args.external_url {
+/// Merges flags and environment (already in `args`) over the file, over
+/// the defaults.
+fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
+    let listen = args.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
+    let external_url = match args.external_url.or(file.external_url) {
         Some(url) => url,
-        None => url::Url::parse(&format!("http://{}", args.listen))
+        None => url::Url::parse(&format!("http://{listen}"))
             .context("building the default external URL")?,
     };
-    let config = ServerConfig {
-        listen: args.listen,
+    let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
+    let session_ttl = args.session_ttl_hours.or(file.session_ttl_hours);
+    let timeout = args.code_host_timeout_secs.or(file.code_host_timeout_secs);
+    let recheck = args.recheck_interval_hours.or(file.recheck_interval_hours);
+    let pr_interval = args.github_pr_interval_ms.or(file.github_pr_interval_ms);
+    let max_wait = args
+        .max_rate_limit_wait_secs
+        .or(file.max_rate_limit_wait_secs);
+    Ok(ServerConfig {
+        listen,
         external_url,
-        session_ttl: Duration::from_secs(args.session_ttl_hours.saturating_mul(3600)),
-        code_host_timeout: Duration::from_secs(args.code_host_timeout_secs.max(1)),
-        recheck_interval: (args.recheck_interval_hours > 0)
-            .then(|| Duration::from_secs(args.recheck_interval_hours.saturating_mul(3600))),
+        session_ttl: session_ttl.map_or(DEFAULT_SESSION_TTL, hours),
+        code_host_timeout: Duration::from_secs(timeout.unwrap_or(10).max(1)),
+        recheck_interval: Some(recheck.unwrap_or(12)).filter(|h| *h > 0).map(hours),
         publish: PublishSettings {
-            github_pull_request_interval: Duration::from_millis(args.github_pr_interval_ms),
+            github_pull_request_interval: Duration::from_millis(pr_interval.unwrap_or(1000)),
             backoff: Backoff {
-                max_wait: Duration::from_secs(args.max_rate_limit_wait_secs),
+                max_wait: Duration::from_secs(max_wait.unwrap_or(900)),
                 ..Backoff::default()
             },
         },
-    };
+    })
+}
+
+pub async fn run(store: &StoreConfig, args: ServeArgs, file: ConfigFile) -> Result<()> {
+    let config = server_config(args, file)?;
     let server = Server::build(store, &config).await?;
     server.run(shutdown_signal()).await.context("serving")?;
     tracing::info!("stopped");

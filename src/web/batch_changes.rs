@@ -261,7 +261,7 @@ fn build_page(
     }
 }
 
-pub(super) async fn show(
+pub(super) async fn show_credentials(
     State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
@@ -271,7 +271,7 @@ pub(super) async fn show(
     super::render(&build_page(&caller, scope, rows, &dialogs))
 }
 
-pub(super) async fn create(
+pub(super) async fn create_credential(
     State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
@@ -328,7 +328,7 @@ pub(super) async fn create(
     Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
 }
 
-pub(super) async fn delete(
+pub(super) async fn delete_credential(
     State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
@@ -343,7 +343,7 @@ pub(super) async fn delete(
 /// Checks a credential against its code host again. The outcome is
 /// recorded with the credential and shown in its row, so a failed check
 /// is not an error of this request.
-pub(super) async fn check(
+pub(super) async fn check_credential(
     State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,
@@ -363,7 +363,7 @@ pub(super) async fn check(
     }
 }
 
-pub(super) async fn confirm_key(
+pub(super) async fn confirm_ssh_key(
     State(state): State<AppState>,
     caller: WebCaller,
     scope: Scope,

@@ -44,40 +44,46 @@ pub fn router() -> Router<AppState> {
             get(auth_pages::site_init_page).post(auth_pages::site_init),
         )
         .route("/user/settings", get(auth_pages::settings_root))
-        .route("/user/settings/batch-changes", get(batch_changes::show))
+        .route(
+            "/user/settings/batch-changes",
+            get(batch_changes::show_credentials),
+        )
         .route(
             "/user/settings/batch-changes/credentials",
-            post(batch_changes::create),
+            post(batch_changes::create_credential),
         )
         .route(
             "/user/settings/batch-changes/credentials/{id}/delete",
-            post(batch_changes::delete),
+            post(batch_changes::delete_credential),
         )
         .route(
             "/user/settings/batch-changes/credentials/{id}/check",
-            post(batch_changes::check),
+            post(batch_changes::check_credential),
         )
         .route(
             "/user/settings/batch-changes/credentials/{id}/confirm-key",
-            post(batch_changes::confirm_key),
+            post(batch_changes::confirm_ssh_key),
         )
         .route("/site-admin", get(admin::root))
-        .route("/site-admin/batch-changes", get(batch_changes::show))
+        .route(
+            "/site-admin/batch-changes",
+            get(batch_changes::show_credentials),
+        )
         .route(
             "/site-admin/batch-changes/credentials",
-            post(batch_changes::create),
+            post(batch_changes::create_credential),
         )
         .route(
             "/site-admin/batch-changes/credentials/{id}/delete",
-            post(batch_changes::delete),
+            post(batch_changes::delete_credential),
         )
         .route(
             "/site-admin/batch-changes/credentials/{id}/check",
-            post(batch_changes::check),
+            post(batch_changes::check_credential),
         )
         .route(
             "/site-admin/batch-changes/credentials/{id}/confirm-key",
-            post(batch_changes::confirm_key),
+            post(batch_changes::confirm_ssh_key),
         )
         .route(
             "/site-admin/code-hosts",

@@ -385,3 +385,130 @@ async fn key_rotation_is_online_and_complete() {
     let again = ok(&batchcred(&data, &["keys", "reencrypt"], ""));
     assert!(again.contains("re-encrypted 0 credential(s)"), "{again}");
 }
+
+/// Runs `batchcred` with only the arguments given: no `--data-dir`, and no
+/// `BATCHCRED_*` setting inherited from the environment.
+fn bare_batchcred(args: &[&str], stdin: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_batchcred"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("BATCHCRED_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run batchcred");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("wait")
+}
+
+// Multi-threaded: the emulator answers the blocking CLI child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_file_sets_what_flags_do_not() {
+    let codehosts = Emulator::accepting_any_token().await;
+    let gitlab = codehosts.url("gitlab");
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = dir.path().join("from-file");
+    let config = dir.path().join("batchcred.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nexternal_url = \"https://batchcred.example.com\"\n",
+            from_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    ok(&bare_batchcred(
+        &["--config", config, "users", "create", "--admin", "alice"],
+        "long password\n",
+    ));
+    assert!(from_file.join("keyring").exists(), "data dir from the file");
+    let listed = ok(&bare_batchcred(&["--config", config, "users", "list"], ""));
+    assert!(listed.contains("alice"), "{listed}");
+
+    // The file's external URL names the instance in generated keys.
+    ok(&bare_batchcred(
+        &[
+            "--config",
+            config,
+            "codehosts",
+            "add",
+            "--kind",
+            "GITLAB",
+            "--url",
+            &gitlab,
+            "--git-url-type",
+            "ssh",
+        ],
+        "",
+    ));
+    let added = ok(&bare_batchcred(
+        &[
+            "--config",
+            config,
+            "credentials",
+            "add",
+            "--global",
+            "--kind",
+            "GITLAB",
+            "--url",
+            &gitlab,
+        ],
+        "glpat-configtest\n",
+    ));
+    assert!(
+        added.contains(" batchcred@batchcred.example.com"),
+        "{added}"
+    );
+
+    // A flag wins over the file.
+    let elsewhere = dir.path().join("from-flag");
+    let listed = ok(&bare_batchcred(
+        &[
+            "--config",
+            config,
+            "--data-dir",
+            elsewhere.to_str().unwrap(),
+            "users",
+            "list",
+        ],
+        "",
+    ));
+    assert!(!listed.contains("alice"), "{listed}");
+    assert!(elsewhere.join("keyring").exists());
+}
+
+#[test]
+fn a_bad_configuration_file_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("batchcred.toml");
+    std::fs::write(&config, "data_dir = \"x\"\nlisen = \"127.0.0.1:1\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    for args in [
+        vec!["--config", config, "users", "list"],
+        vec!["--config", config, "serve"],
+        vec!["--config", "/nonexistent/batchcred.toml", "users", "list"],
+    ] {
+        let output = bare_batchcred(&args, "");
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("batchcred.toml"), "{stderr}");
+    }
+    let stderr =
+        String::from_utf8_lossy(&bare_batchcred(&["--config", config, "users", "list"], "").stderr)
+            .into_owned();
+    assert!(stderr.contains("unknown field `lisen`"), "{stderr}");
+    assert!(!dir.path().join("x").exists(), "nothing was created");
+}
