@@ -45,16 +45,22 @@ impl ConfigFile {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| ConfigError(one_line(&error)))
+        toml::from_str(text).map_err(|error| ConfigError(one_line(text, &error)))
     }
 }
 
 /// toml's messages quote the offending line on several lines; a CLI error
-/// is one line, so keep the message and the line number.
-fn one_line(error: &toml::de::Error) -> String {
+/// is one line, so keep the message and say which line.
+fn one_line(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim_end_matches('.');
     match error.span() {
-        Some(span) => format!("{message} (at byte {})", span.start),
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1;
+            format!("{message} (line {line})")
+        }
         None => message.to_owned(),
     }
 }
@@ -104,9 +110,11 @@ mod tests {
         };
         let unknown = message("lisen = \"127.0.0.1:1\"");
         assert!(unknown.contains("unknown field `lisen`"), "{unknown}");
+        assert!(unknown.ends_with("(line 1)"), "{unknown}");
         assert!(!unknown.contains('\n'), "{unknown}");
-        let wrong = message("session_ttl_hours = \"a day\"");
+        let wrong = message("listen = \"127.0.0.1:1\"\nsession_ttl_hours = \"a day\"");
         assert!(wrong.contains("invalid type"), "{wrong}");
+        assert!(wrong.ends_with("(line 2)"), "{wrong}");
         let database = message("database_url = \"mysql://x\"");
         assert!(database.contains("sqlite: or postgres://"), "{database}");
     }
