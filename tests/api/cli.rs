@@ -6,26 +6,12 @@ use std::process::{Command, Output, Stdio};
 use crate::secrets::ServerProcess;
 use crate::support::codehost::Emulator;
 
+/// Runs `batchcred` on the store in `data_dir`.
 pub fn batchcred(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_batchcred"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("BATCHCRED_DATABASE_URL")
-        .env_remove("BATCHCRED_ENCRYPTION_KEY")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run batchcred");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("wait")
+    let data_dir = data_dir.to_str().expect("a UTF-8 temporary path");
+    let mut args = args.to_vec();
+    args.extend(["--data-dir", data_dir]);
+    bare_batchcred(&args, stdin)
 }
 
 pub fn ok(output: &Output) -> String {
