@@ -90,7 +90,11 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
         external_url,
         session_ttl: session_ttl.map_or(DEFAULT_SESSION_TTL, hours),
         code_host_timeout: Duration::from_secs(timeout.unwrap_or(10).max(1)),
-        recheck_interval: Some(recheck.unwrap_or(12)).filter(|h| *h > 0).map(hours),
+        // 0 hours turns the background check off.
+        recheck_interval: match recheck.unwrap_or(12) {
+            0 => None,
+            h => Some(hours(h)),
+        },
         publish: PublishSettings {
             github_pull_request_interval: Duration::from_millis(pr_interval.unwrap_or(1000)),
             backoff: Backoff {
