@@ -3,13 +3,13 @@
 use crate::codehost::CheckOptions;
 use async_graphql::{Context, ID, Object};
 
-use super::context_parts;
 use super::error::{IntoGraphql, to_graphql};
 use super::ids::{self, NodeRef};
 use super::types::{
     BatchChangesCodeHostConnection, BatchChangesCredential, CodeHostConnection, EmptyResponse,
     Node, User, UserConnection,
 };
+use super::{CheckAllowance, MAX_CHECKS_PER_REQUEST, context_parts};
 use crate::auth::Caller;
 use crate::service::{Error, PageRequest};
 
@@ -74,6 +74,11 @@ impl QueryRoot {
         batch_changes_credential: ID,
     ) -> async_graphql::Result<EmptyResponse> {
         let (service, caller) = context_parts(ctx)?;
+        if !ctx.data::<CheckAllowance>()?.take() {
+            return Err(to_graphql(Error::InvalidInput(format!(
+                "at most {MAX_CHECKS_PER_REQUEST} credentials can be checked in one request"
+            ))));
+        }
         let id = ids::parse_credential_id(&batch_changes_credential).gql()?;
         service
             .check_credential(caller, id, &CheckOptions::default())

@@ -3,6 +3,7 @@
 use async_graphql::{Context, Enum, ID, Interface, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::commit_signing::CommitSigningConfiguration;
 use super::error::IntoGraphql;
 use super::{context_parts, ids};
 use crate::domain::{CodeHostKind, GitUrlType, SshKeyAlgorithm};
@@ -233,6 +234,12 @@ impl BatchChangesCodeHost {
     /// Always false: commits are not signed by batchcred.
     async fn supports_commit_signing(&self) -> bool {
         false
+    }
+
+    /// The GitHub App that signs commits on this code host: always null,
+    /// as batchcred has no GitHub App integration yet.
+    async fn commit_signing_configuration(&self) -> Option<CommitSigningConfiguration> {
+        None
     }
 }
 

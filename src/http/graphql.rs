@@ -24,6 +24,6 @@ pub(super) async fn execute(
             "cookie-authenticated API requests must send the X-Requested-With header",
         ));
     }
-    let request = request.into_inner().data(caller);
+    let request = crate::api::prepare_request(request.into_inner(), caller);
     Ok(state.schema.execute(request).await.into())
 }

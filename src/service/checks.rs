@@ -42,6 +42,11 @@ impl Service {
         options: &CheckOptions,
     ) -> Result<TokenCheck> {
         let client = self.code_host_client(host)?;
+        let _turn = self
+            .token_checks
+            .acquire()
+            .await
+            .map_err(|_| super::Error::Internal("the token check bound was closed".into()))?;
         let check = client.check_token(token, options).await?;
         tracing::debug!(code_host = %host.url, user = %check.user, "token accepted by the code host");
         Ok(check)

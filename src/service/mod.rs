@@ -122,7 +122,13 @@ pub struct Service {
     code_hosts: ApiClient,
     /// Spaces out pull requests per code host, shared by all publishes.
     pacer: crate::publish::Pacer,
+    /// Bounds the token checks in flight across the whole server (on add,
+    /// on request, in the background), whoever asks.
+    token_checks: Arc<tokio::sync::Semaphore>,
 }
+
+/// Token checks one server runs against code hosts at once; more wait.
+const MAX_CONCURRENT_TOKEN_CHECKS: usize = 8;
 
 impl Service {
     pub fn new(store: Store, encryptor: Arc<Encryptor>, settings: ServiceSettings) -> Result<Self> {
@@ -134,6 +140,7 @@ impl Service {
             settings: Arc::new(settings),
             code_hosts,
             pacer: crate::publish::Pacer::default(),
+            token_checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_TOKEN_CHECKS)),
         })
     }
 

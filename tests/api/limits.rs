@@ -97,3 +97,59 @@ async fn healthz_answers_when_the_store_is_reachable() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "ok\n");
 }
+
+#[tokio::test]
+async fn one_request_checks_at_most_a_handful_of_credentials() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let admin = app.init_site_admin("admin").await;
+    let github = app.codehosts.url("github");
+    app.add_code_host(&admin, "GITHUB", &github, "HTTP").await;
+    let created = app
+        .create_credential(
+            &admin.auth,
+            Some(&admin.id),
+            "GITHUB",
+            &github,
+            "ghp_checked",
+        )
+        .await;
+    let id = created["data"]["createBatchChangesCredential"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("credential created: {created}"))
+        .to_owned();
+    let calls_before = app.codehosts.seen().len();
+
+    let aliases: String = (0..8)
+        .map(|i| {
+            format!(
+                "c{i}: checkBatchChangesCredential(batchChangesCredential: $id) {{ alwaysNil }} "
+            )
+        })
+        .collect();
+    let body = app
+        .graphql(
+            &admin.auth,
+            &format!("query($id: ID!) {{ {aliases} }}"),
+            json!({ "id": id }),
+        )
+        .await;
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(errors.len(), 3, "{body}");
+    for error in errors {
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 5 credentials"),
+            "{error}"
+        );
+    }
+    // Only the allowed checks reached the code host (one call each).
+    let user_calls = app.codehosts.seen()[calls_before..]
+        .iter()
+        .filter(|r| r.path.ends_with("/user"))
+        .count();
+    assert_eq!(user_calls, 5);
+}

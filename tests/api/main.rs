@@ -13,6 +13,7 @@ mod helpers;
 mod limits;
 mod publish;
 mod publish_cli;
+mod reference_client;
 mod resolution;
 mod schema;
 mod secrets;
