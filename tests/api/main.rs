@@ -15,6 +15,7 @@ mod publish;
 mod publish_cli;
 mod resolution;
 mod schema;
+mod seal_binding;
 mod secrets;
 #[path = "../support/mod.rs"]
 mod support;
