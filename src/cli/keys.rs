@@ -41,7 +41,8 @@ pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
         KeysCommand::Rotate => {
             let path = keyring_file(
                 local,
-                "append a new entry (from `batchcred keys generate`) to it",
+                "append a new entry (from `batchcred keys generate`) to it on every replica, \
+                 restart them, then run `batchcred keys reencrypt`",
             )?;
             let rotated = Keyring::load(&KeySource::File(path.clone()))?.with_new_primary()?;
             rotated.write_file(&path)?;
@@ -66,19 +67,23 @@ pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
     Ok(())
 }
 
-/// The keyring file of this instance, or the reason there is none.
-fn keyring_file(local: &Local, to_do: &str) -> Result<std::path::PathBuf> {
+/// The keyring file of this instance; with BATCHCRED_ENCRYPTION_KEY there
+/// is none, and `instead` says what to do.
+fn keyring_file(local: &Local, instead: &str) -> Result<std::path::PathBuf> {
     match local.store.resolve()?.key_source {
         KeySource::File(path) => Ok(path),
-        KeySource::Inline(_) => bail!(
-            "the keyring comes from BATCHCRED_ENCRYPTION_KEY: {to_do} on every replica, \
-             restart them, then run `batchcred keys reencrypt`"
-        ),
+        KeySource::Inline(_) => {
+            bail!("the keyring comes from BATCHCRED_ENCRYPTION_KEY: {instead}")
+        }
     }
 }
 
 async fn retire(local: &Local, key_id: &str) -> Result<()> {
-    let path = keyring_file(local, "remove the entry from it")?;
+    let path = keyring_file(
+        local,
+        "once `batchcred keys status` shows no credential under the key, remove its entry \
+         on every replica and restart them",
+    )?;
     let keyring = Keyring::load(&KeySource::File(path.clone()))?;
     let key = KeyId::parse(key_id)?;
     if !keyring.key_ids().any(|k| k == &key) {

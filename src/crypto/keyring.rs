@@ -193,7 +193,9 @@ impl Keyring {
     /// and not the primary one.
     pub fn without(&self, id: &KeyId) -> Result<Self, Error> {
         if self.find(id.as_str()).is_none() {
-            return Err(Error::InvalidKeyring(format!("key {id} is not in the keyring")));
+            return Err(Error::InvalidKeyring(format!(
+                "key {id} is not in the keyring"
+            )));
         }
         if self.primary_id() == id {
             return Err(Error::InvalidKeyring(format!(
@@ -406,7 +408,8 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn files_readable_by_others_are_refused_with_the_fix() -> Result<(), Box<dyn std::error::Error>> {
+    fn files_readable_by_others_are_refused_with_the_fix() -> Result<(), Box<dyn std::error::Error>>
+    {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("keyring");

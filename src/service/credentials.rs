@@ -271,7 +271,9 @@ impl Service {
             last_check_error: Some(Error::SealMismatch.to_string()),
             ..record.check.clone()
         };
-        self.store.record_credential_check(record.id, &state).await?;
+        self.store
+            .record_credential_check(record.id, &state)
+            .await?;
         Ok(state)
     }
 
@@ -510,7 +512,12 @@ mod tests {
         }
     }
 
-    fn aad(version: i64, id: CredentialId, owner: CredentialOwner, host: &CodeHostRecord) -> Vec<u8> {
+    fn aad(
+        version: i64,
+        id: CredentialId,
+        owner: CredentialOwner,
+        host: &CodeHostRecord,
+    ) -> Vec<u8> {
         associated_data(version, id, owner, host).unwrap_or_default()
     }
 
@@ -523,7 +530,11 @@ mod tests {
         let text = String::from_utf8_lossy(&base).into_owned();
         assert!(text.starts_with("batchcred/credential/v2\0"), "{text}");
         assert!(
-            text.ends_with(&format!("\0{}\0{}", github.kind.as_str(), github.url.as_str())),
+            text.ends_with(&format!(
+                "\0{}\0{}",
+                github.kind.as_str(),
+                github.url.as_str()
+            )),
             "{text}"
         );
         let mut moved_host = github.clone();

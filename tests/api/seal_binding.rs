@@ -205,7 +205,10 @@ async fn tampered_records_do_not_open_and_are_never_sent(backend: Backend) {
         .unwrap();
     assert_eq!((report.passed, report.failed), (0, 1));
     assert!(
-        app.codehosts.seen().iter().all(|r| !r.path.contains("/evil")),
+        app.codehosts
+            .seen()
+            .iter()
+            .all(|r| !r.path.contains("/evil")),
         "a request reached the changed URL"
     );
 
@@ -301,10 +304,7 @@ async fn old_seals_open_and_are_resealed_when_a_server_starts(backend: Backend) 
             assert_ne!(secret, old.bytes);
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not re-sealed"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "not re-sealed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     pool.close().await;
@@ -341,7 +341,10 @@ async fn running_servers_seal_with_a_rotated_primary_within_seconds(backend: Bac
     assert_eq!(key_of(&app, &first).await, old);
 
     let rotated = ok(&cli(&app, &["keys", "rotate"]));
-    assert!(rotated.contains("re-encrypted 1 credential(s)"), "{rotated}");
+    assert!(
+        rotated.contains("re-encrypted 1 credential(s)"),
+        "{rotated}"
+    );
     let new = primary_key(&app);
     assert_ne!(new, old);
     tokio::time::sleep(batchcred::crypto::KEYRING_CHECK_INTERVAL + Duration::from_millis(500))
@@ -462,10 +465,12 @@ fn rotation_never_writes_through_a_planted_link() {
     std::os::unix::fs::symlink(&victim, &planted).unwrap();
     ok(&batchcred(&data, &["keys", "rotate"], ""));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
-    assert!(std::fs::symlink_metadata(&planted)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     let keyring = std::fs::symlink_metadata(data.join("keyring")).unwrap();
     assert!(keyring.file_type().is_file());
     assert_eq!(keyring.permissions().mode() & 0o777, 0o600);

@@ -278,8 +278,7 @@ async fn handle(
             let mut body = vec![b' '; len];
             body[0] = b'[';
             body[len - 1] = b']';
-            return (StatusCode::OK, [("content-type", "application/json")], body)
-                .into_response();
+            return (StatusCode::OK, [("content-type", "application/json")], body).into_response();
         }
         Behaviour::Normal | Behaviour::OldGitLab | Behaviour::EchoTokens => {}
     }
