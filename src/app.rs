@@ -125,6 +125,18 @@ impl Server {
                 }
             }
         });
+        // Rows sealed before the current seal version are re-sealed row by
+        // row while the server serves; each is a compare-and-swap, so
+        // replicas doing the same at once are safe.
+        let service = self.state.service.clone();
+        let upgrade_seals = tokio::spawn(async move {
+            if let Err(error) = service
+                .upgrade_credential_seals(&crate::auth::Caller::Operator)
+                .await
+            {
+                tracing::warn!(%error, "re-sealing credentials failed; the next start retries");
+            }
+        });
         let recheck = self.recheck_interval.map(|interval| {
             tokio::spawn(recheck_credentials(self.state.service.clone(), interval))
         });
@@ -133,6 +145,7 @@ impl Server {
         }
         let result = http::serve(self.listener, self.state, shutdown).await;
         purge.abort();
+        upgrade_seals.abort();
         if let Some(recheck) = recheck {
             recheck.abort();
         }

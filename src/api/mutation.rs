@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, ID, Object};
 use secrecy::SecretString;
+use zeroize::Zeroizing;
 
 use super::context_parts;
 use super::error::IntoGraphql;
@@ -49,7 +50,8 @@ impl CoreMutation {
             kind: external_service_kind.into(),
             url: external_service_url,
             username,
-            token: credential,
+            // The argument's own buffer is wiped as it is dropped here.
+            token: SecretString::from(Zeroizing::new(credential).as_str()),
             repository,
         };
         Ok(BatchChangesCredential(

@@ -8,7 +8,6 @@ use batchcred::domain::{CodeHostKind, CodeHostUrl};
 use batchcred::service::{CreateCredential, CredentialView, Service};
 use batchcred::store::CredentialOwner;
 use clap::Subcommand;
-use secrecy::ExposeSecret;
 
 use super::OPERATOR;
 use super::input::read_secret;
@@ -174,7 +173,7 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
                 kind,
                 url,
                 username,
-                token: token.expose_secret().to_owned(),
+                token,
                 repository,
             };
             let credential = service.create_credential(&OPERATOR, request).await?;

@@ -1,7 +1,8 @@
 //! `batchcred keys …`: generating, rotating and inspecting the keyring.
 
 use anyhow::{Result, bail};
-use batchcred::crypto::{KeySource, Keyring};
+use batchcred::crypto::{KeyId, KeySource, Keyring};
+use batchcred::store::CredentialOwner;
 use clap::Subcommand;
 
 use super::{Local, OPERATOR};
@@ -20,7 +21,17 @@ pub enum KeysCommand {
     Reencrypt,
     /// Show the keys and how many credentials each one seals.
     Status,
+    /// Remove a key from the keyring file. Refused for the primary key and
+    /// while any credential is still sealed with it (run `keys reencrypt`
+    /// first).
+    Retire {
+        /// The key id, as `keys status` shows it.
+        key_id: String,
+    },
 }
+
+/// Credentials named when `keys retire` refuses.
+const SHOWN_KEY_USES: i64 = 20;
 
 pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
     match command {
@@ -28,14 +39,11 @@ pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
             print!("{}", Keyring::generate()?.to_text().as_str());
         }
         KeysCommand::Rotate => {
-            let resolved = local.store.resolve()?;
-            let KeySource::File(path) = resolved.key_source else {
-                bail!(
-                    "the keyring comes from BATCHCRED_ENCRYPTION_KEY: append a new entry \
-                     (from `batchcred keys generate`) to it on every replica, restart them, \
-                     then run `batchcred keys reencrypt`"
-                );
-            };
+            let path = keyring_file(
+                local,
+                "append a new entry (from `batchcred keys generate`) to it on every replica, \
+                 restart them, then run `batchcred keys reencrypt`",
+            )?;
             let rotated = Keyring::load(&KeySource::File(path.clone()))?.with_new_primary()?;
             rotated.write_file(&path)?;
             println!(
@@ -46,6 +54,7 @@ pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
             reencrypt(local).await?;
         }
         KeysCommand::Reencrypt => reencrypt(local).await?,
+        KeysCommand::Retire { key_id } => retire(local, &key_id).await?,
         KeysCommand::Status => {
             let status = local.open().await?.key_status(&OPERATOR).await?;
             println!("primary key: {}", status.primary);
@@ -55,6 +64,62 @@ pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// The keyring file of this instance; with BATCHCRED_ENCRYPTION_KEY there
+/// is none, and `instead` says what to do.
+fn keyring_file(local: &Local, instead: &str) -> Result<std::path::PathBuf> {
+    match local.store.resolve()?.key_source {
+        KeySource::File(path) => Ok(path),
+        KeySource::Inline(_) => {
+            bail!("the keyring comes from BATCHCRED_ENCRYPTION_KEY: {instead}")
+        }
+    }
+}
+
+async fn retire(local: &Local, key_id: &str) -> Result<()> {
+    let path = keyring_file(
+        local,
+        "once `batchcred keys status` shows no credential under the key, remove its entry \
+         on every replica and restart them",
+    )?;
+    let keyring = Keyring::load(&KeySource::File(path.clone()))?;
+    let key = KeyId::parse(key_id)?;
+    if !keyring.key_ids().any(|k| k == &key) {
+        bail!("key {key} is not in {}", path.display());
+    }
+    if keyring.primary_id() == &key {
+        bail!("key {key} is the primary key: run `batchcred keys rotate` first, then retire it");
+    }
+    let service = local.open().await?;
+    let uses = service
+        .credentials_sealed_with(&OPERATOR, &key, SHOWN_KEY_USES)
+        .await?;
+    if !uses.is_empty() {
+        for found in &uses {
+            let owner = match (found.owner, &found.username) {
+                (CredentialOwner::User(_), Some(name)) => format!("user {name}"),
+                (CredentialOwner::User(id), None) => format!("user {id}"),
+                (CredentialOwner::Site, _) => "site".to_owned(),
+            };
+            eprintln!(
+                "  credential {} ({owner}) on {}",
+                found.credential, found.code_host
+            );
+        }
+        let more = if uses.len() as i64 == SHOWN_KEY_USES {
+            " (first ones shown)"
+        } else {
+            ""
+        };
+        bail!(
+            "key {key} still seals the credentials above{more}: run `batchcred keys reencrypt`, \
+             then retire it"
+        );
+    }
+    keyring.without(&key)?.write_file(&path)?;
+    println!("retired key {key} from {}", path.display());
     Ok(())
 }
 
@@ -71,5 +136,14 @@ async fn reencrypt(local: &Local) -> Result<()> {
         "re-encrypted {} credential(s); {} changed concurrently and were left as they are",
         report.reencrypted, report.skipped
     );
+    if !report.mismatched.is_empty() {
+        let ids: Vec<String> = report.mismatched.iter().map(ToString::to_string).collect();
+        bail!(
+            "{} credential(s) do not match their seal (changed outside batchcred) and were \
+             left as they are, flagged as needing attention: {}",
+            ids.len(),
+            ids.join(", ")
+        );
+    }
     Ok(())
 }

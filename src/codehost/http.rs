@@ -15,6 +15,39 @@ use super::Error;
 /// Longest code host message quoted in an error.
 const MAX_DETAIL_LEN: usize = 300;
 
+/// Largest answer body read from a code host: far above any real answer
+/// (a page of pull requests is a few hundred KiB), small enough that a
+/// misbehaving or hostile host cannot make batchcred buffer gigabytes.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest error body read to quote the code host's explanation.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Why a body could not be read in full.
+enum BodyError {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// Reads a response body, refusing one longer than `limit` bytes without
+/// reading the rest (whether or not it announced its length).
+async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A redirect to another origin, refused by the redirect policy.
 #[derive(Debug, thiserror::Error)]
 #[error("redirect to another host: {0}")]
@@ -135,19 +168,30 @@ pub async fn unexpected(
     }
 }
 
-/// Reads a JSON body, or says the code host sent something else.
+/// Reads a JSON body of at most [`MAX_RESPONSE_BYTES`], or says the code
+/// host sent something else.
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     target: &str,
     endpoint: &str,
     response: Response,
 ) -> Result<T, Error> {
     let status = response.status().as_u16();
-    response.json().await.map_err(|e| Error::Unexpected {
+    let unexpected = |detail: String| Error::Unexpected {
         target: target.to_owned(),
         status,
         endpoint: endpoint.to_owned(),
-        detail: format!("unreadable answer: {}", innermost_cause(&e)),
-    })
+        detail,
+    };
+    let body = read_capped(response, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|error| match error {
+            BodyError::TooLarge => unexpected(format!(
+                "the answer is larger than the {} MiB batchcred reads",
+                MAX_RESPONSE_BYTES / (1024 * 1024)
+            )),
+            BodyError::Read(e) => unexpected(format!("unreadable answer: {}", innermost_cause(&e))),
+        })?;
+    serde_json::from_slice(&body).map_err(|e| unexpected(format!("unreadable answer: {e}")))
 }
 
 /// `Some(wait)` when the response is a rate-limit refusal: 429, or a 403
@@ -189,7 +233,11 @@ pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// the token removed in case the code host echoed it.
 pub async fn error_detail(response: Response, token: &SecretString) -> String {
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
+    let body = match read_capped(response, MAX_ERROR_BODY_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        // Too long or unreadable: the status says enough.
+        Err(_) => String::new(),
+    };
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|json| json_message(&json))

@@ -1,14 +1,19 @@
 //! Sealing and opening secrets with the keyring.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, Payload};
 use zeroize::Zeroizing;
 
 use super::Error;
-use super::keyring::{KeyId, KeySource, Keyring};
+use super::keyring::{FileStamp, KeyId, KeySource, Keyring};
 
 const NONCE_LEN: usize = 12;
+
+/// How often, at most, a keyring file is looked at (one `stat`) before
+/// sealing, so `keys rotate` reaches every running process within seconds.
+pub const KEYRING_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A ciphertext as stored: the id of the key that made it, and
 /// `nonce || ciphertext || tag`.
@@ -22,13 +27,23 @@ pub struct Sealed {
 /// ciphertext names. Associated data binds each ciphertext to the row and
 /// column it belongs to, so a ciphertext copied elsewhere fails to open.
 ///
-/// When a ciphertext names a key this process has not seen and the keyring
-/// lives in a file, the file is re-read once: `keys rotate` run by another
-/// process adds the key before any row uses it, so replicas pick it up
-/// without a restart.
+/// When the keyring lives in a file, it is read again when it changes:
+/// before sealing, at most every [`KEYRING_CHECK_INTERVAL`], the file's
+/// size, time and inode are compared with what was read, so a new primary
+/// key from `keys rotate` is used by every process within seconds, without
+/// a restart. A ciphertext naming a key this process has not seen also
+/// makes it read the file again at once.
 pub struct Encryptor {
     source: Option<KeySource>,
     keyring: RwLock<Arc<Keyring>>,
+    file_check: Mutex<FileCheck>,
+}
+
+/// When the keyring file was last looked at, and what it looked like when
+/// it was last read.
+struct FileCheck {
+    read: Option<FileStamp>,
+    checked_at: Instant,
 }
 
 impl std::fmt::Debug for Encryptor {
@@ -42,10 +57,14 @@ impl std::fmt::Debug for Encryptor {
 impl Encryptor {
     /// An encryptor over a keyring loaded from `source`.
     pub fn load(source: KeySource) -> Result<Self, Error> {
-        let keyring = Keyring::load(&source)?;
+        let (keyring, read) = load(&source)?;
         Ok(Self {
             source: Some(source),
             keyring: RwLock::new(Arc::new(keyring)),
+            file_check: Mutex::new(FileCheck {
+                read,
+                checked_at: Instant::now(),
+            }),
         })
     }
 
@@ -54,6 +73,53 @@ impl Encryptor {
         Self {
             source: None,
             keyring: RwLock::new(Arc::new(keyring)),
+            file_check: Mutex::new(FileCheck {
+                read: None,
+                checked_at: Instant::now(),
+            }),
+        }
+    }
+
+    fn file_check(&self) -> std::sync::MutexGuard<'_, FileCheck> {
+        // Poisoning cannot leave a `FileCheck` half-written: both fields are
+        // plain values.
+        match self.file_check.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Reads the keyring file again if it changed since it was read, looking
+    /// at most every [`KEYRING_CHECK_INTERVAL`]. A file that cannot be read
+    /// now (being replaced, made readable by others) leaves the keyring in
+    /// use as it is; the problem is logged.
+    fn reload_if_changed(&self) {
+        let Some(KeySource::File(path)) = &self.source else {
+            return;
+        };
+        {
+            let mut check = self.file_check();
+            if check.checked_at.elapsed() < KEYRING_CHECK_INTERVAL {
+                return;
+            }
+            check.checked_at = Instant::now();
+            match FileStamp::read(path) {
+                Ok(stamp) if Some(stamp) == check.read => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look at the keyring file; keeping the keys in use");
+                    return;
+                }
+            }
+        }
+        match self.reload() {
+            Ok(()) => tracing::info!(
+                primary = %self.primary_key_id(),
+                "keyring file changed; reloaded it"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot reload the keyring file; keeping the keys in use");
+            }
         }
     }
 
@@ -71,11 +137,15 @@ impl Encryptor {
         let Some(source) = &self.source else {
             return Ok(());
         };
-        let fresh = Arc::new(Keyring::load(source)?);
+        let (keyring, read) = load(source)?;
+        let fresh = Arc::new(keyring);
         match self.keyring.write() {
             Ok(mut guard) => *guard = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
+        let mut check = self.file_check();
+        check.read = read;
+        check.checked_at = Instant::now();
         Ok(())
     }
 
@@ -89,7 +159,9 @@ impl Encryptor {
         self.current().key_ids().cloned().collect()
     }
 
+    /// Seals with the primary key, after picking up a rotated keyring file.
     pub fn seal(&self, plaintext: &[u8], associated_data: &[u8]) -> Result<Sealed, Error> {
+        self.reload_if_changed();
         let keyring = self.current();
         let key = keyring.primary();
         let mut nonce = [0u8; NONCE_LEN];
@@ -141,6 +213,17 @@ impl Encryptor {
             )
             .map(Zeroizing::new)
             .map_err(|_| Error::Decrypt)
+    }
+}
+
+/// Loads a keyring and, for a file, what the file looked like.
+fn load(source: &KeySource) -> Result<(Keyring, Option<FileStamp>), Error> {
+    match source {
+        KeySource::File(path) => {
+            let (keyring, stamp) = Keyring::load_file(path)?;
+            Ok((keyring, Some(stamp)))
+        }
+        KeySource::Inline(_) => Ok((Keyring::load(source)?, None)),
     }
 }
 
@@ -219,6 +302,22 @@ mod tests {
             enc.open(&unknown, b"row"),
             Err(Error::UnknownKey(_))
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_rotated_keyring_file_is_sealed_with_within_the_check_interval()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("keyring");
+        let (first, _) = Keyring::load_or_create_file(&path)?;
+        let enc = Encryptor::load(KeySource::File(path.clone()))?;
+        let rotated = first.with_new_primary()?;
+        rotated.write_file(&path)?;
+        // Within the interval the file is not even looked at.
+        assert_eq!(&enc.seal(b"x", b"row")?.key_id, first.primary_id());
+        std::thread::sleep(KEYRING_CHECK_INTERVAL + Duration::from_millis(100));
+        assert_eq!(&enc.seal(b"x", b"row")?.key_id, rotated.primary_id());
         Ok(())
     }
 }

@@ -7,8 +7,9 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::Engine;
@@ -23,7 +24,7 @@ use super::Error;
 pub struct KeyId(String);
 
 impl KeyId {
-    fn parse(raw: &str) -> Result<Self, Error> {
+    pub fn parse(raw: &str) -> Result<Self, Error> {
         let valid = !raw.is_empty()
             && raw.len() <= 64
             && raw
@@ -133,23 +134,33 @@ impl Keyring {
     pub fn load(source: &KeySource) -> Result<Self, Error> {
         match source {
             KeySource::Inline(text) => Self::parse(text.expose_secret()),
-            KeySource::File(path) => {
-                let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| {
-                    Error::KeyringIo {
-                        path: path.clone(),
-                        source,
-                    }
-                })?);
-                Self::parse(&text)
-            }
+            KeySource::File(path) => Ok(Self::load_file(path)?.0),
         }
+    }
+
+    /// Reads a keyring file, refusing one that group or others may read,
+    /// and says what the file looked like when read (see [`FileStamp`]).
+    pub(super) fn load_file(path: &Path) -> Result<(Self, FileStamp), Error> {
+        let io_error = |source| Error::KeyringIo {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = fs::File::open(path).map_err(io_error)?;
+        // Checked on the open handle, so the file read is the file checked.
+        let metadata = file.metadata().map_err(io_error)?;
+        if !is_private(&metadata) {
+            return Err(Error::KeyringNotPrivate(path.to_owned()));
+        }
+        let mut text = Zeroizing::new(String::new());
+        file.read_to_string(&mut text).map_err(io_error)?;
+        Ok((Self::parse(&text)?, FileStamp::of(&metadata)))
     }
 
     /// Loads the keyring file at `path`, creating it with a fresh key if it
     /// does not exist. Returns whether it was created.
     pub fn load_or_create_file(path: &Path) -> Result<(Self, bool), Error> {
         if path.exists() {
-            return Ok((Self::load(&KeySource::File(path.to_owned()))?, false));
+            return Ok((Self::load_file(path)?.0, false));
         }
         let keyring = Self::generate()?;
         keyring.write_file(path)?;
@@ -178,28 +189,71 @@ impl Keyring {
         Ok(Self { keys })
     }
 
-    /// Writes the keyring atomically (temporary file, fsync, rename) with
-    /// mode 0600, so a crash never leaves a truncated keyring behind.
+    /// A copy of this keyring without `id`, which must be a key it holds
+    /// and not the primary one.
+    pub fn without(&self, id: &KeyId) -> Result<Self, Error> {
+        if self.find(id.as_str()).is_none() {
+            return Err(Error::InvalidKeyring(format!(
+                "key {id} is not in the keyring"
+            )));
+        }
+        if self.primary_id() == id {
+            return Err(Error::InvalidKeyring(format!(
+                "key {id} is the primary key and cannot be removed"
+            )));
+        }
+        let keys = self
+            .keys
+            .iter()
+            .filter(|key| &key.id != id)
+            .map(Key::duplicate)
+            .collect::<Result<_, _>>()?;
+        Ok(Self { keys })
+    }
+
+    /// Writes the keyring atomically, so a crash never leaves a truncated
+    /// keyring behind: a fresh temporary file beside it (random name,
+    /// exclusive create, mode 0600, so nothing planted at a guessable name is
+    /// followed or reused), fsync, rename over `path`, fsync the directory.
+    /// A symlink at `path` is replaced by the file, never written through.
     pub fn write_file(&self, path: &Path) -> Result<(), Error> {
         let io_error = |source| Error::KeyringIo {
             path: path.to_owned(),
             source,
         };
-        let temporary = path.with_extension("tmp");
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temporary).map_err(io_error)?;
-        let text = self.to_text();
-        file.write_all(text.as_bytes()).map_err(io_error)?;
-        file.sync_all().map_err(io_error)?;
-        fs::rename(&temporary, path).map_err(io_error)?;
-        if let Some(parent) = path.parent() {
-            // Make the rename itself durable.
-            if let Ok(dir) = fs::File::open(parent) {
-                dir.sync_all().map_err(io_error)?;
+        match fs::symlink_metadata(path) {
+            Ok(existing) if existing.is_dir() => {
+                return Err(io_error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "is a directory, not a keyring file",
+                )));
             }
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(error)),
+        }
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        // `tempfile` opens with O_CREAT | O_EXCL and mode 0600.
+        let mut temporary = tempfile::Builder::new()
+            .prefix(".keyring-")
+            .suffix(".tmp")
+            .tempfile_in(directory)
+            .map_err(io_error)?;
+        let text = self.to_text();
+        temporary
+            .as_file_mut()
+            .write_all(text.as_bytes())
+            .map_err(io_error)?;
+        temporary.as_file().sync_all().map_err(io_error)?;
+        temporary
+            .persist(path)
+            .map_err(|persist| io_error(persist.error))?;
+        // Make the rename itself durable.
+        if let Ok(dir) = fs::File::open(directory) {
+            dir.sync_all().map_err(io_error)?;
         }
         Ok(())
     }
@@ -232,6 +286,52 @@ impl Keyring {
     pub fn key_ids(&self) -> impl Iterator<Item = &KeyId> {
         self.keys.iter().map(|k| &k.id)
     }
+}
+
+/// What a keyring file looked like when it was read: a rewrite (always a
+/// rename of a new file) changes at least its inode, so comparing stamps
+/// tells whether it must be read again without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    pub(super) fn of(metadata: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(metadata);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Self {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            inode,
+        }
+    }
+
+    /// Looks at the file at `path` (following symlinks, as reading does).
+    pub(super) fn read(path: &Path) -> Result<Self, Error> {
+        fs::metadata(path)
+            .map(|metadata| Self::of(&metadata))
+            .map_err(|source| Error::KeyringIo {
+                path: path.to_owned(),
+                source,
+            })
+    }
+}
+
+/// Whether only the owner may read or write the file (mode `0600`/`0400`).
+#[cfg(unix)]
+fn is_private(metadata: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o077 == 0
+}
+
+#[cfg(not(unix))]
+fn is_private(_: &fs::Metadata) -> bool {
+    true
 }
 
 impl Key {
@@ -303,6 +403,67 @@ mod tests {
         assert_eq!(loaded.key_ids().count(), 2);
         assert_eq!(loaded.primary_id(), rotated.primary_id());
         assert_ne!(loaded.primary_id(), created.primary_id());
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_readable_by_others_are_refused_with_the_fix() -> Result<(), Box<dyn std::error::Error>>
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("keyring");
+        Keyring::load_or_create_file(&path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
+        let error = Keyring::load(&KeySource::File(path.clone()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let shown = path.display();
+        assert_eq!(
+            error,
+            format!("keyring file {shown} is readable by group or others: run chmod 600 {shown}")
+        );
+        assert!(Keyring::load_or_create_file(&path).is_err());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+        assert!(Keyring::load(&KeySource::File(path)).is_ok());
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writes_never_follow_planted_files_or_links() -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("keyring");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "untouched")?;
+        // The old fixed temporary name, and the keyring path itself, point
+        // elsewhere: neither target may be written.
+        std::os::unix::fs::symlink(&victim, dir.path().join("keyring.tmp"))?;
+        std::os::unix::fs::symlink(&victim, &path)?;
+        Keyring::generate()?.write_file(&path)?;
+        assert_eq!(fs::read_to_string(&victim)?, "untouched");
+        let written = fs::symlink_metadata(&path)?;
+        assert!(written.file_type().is_file(), "the link was replaced");
+        assert_eq!(written.permissions().mode() & 0o777, 0o600);
+        assert!(Keyring::load(&KeySource::File(path))?.key_ids().count() == 1);
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(names.len(), 3, "{names:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn only_non_primary_known_keys_can_be_removed() -> Result<(), Error> {
+        let ring = Keyring::parse(&format!("old:{KEY_A}\nnew:{KEY_B}\n"))?;
+        let new = KeyId::parse("new")?;
+        assert!(ring.without(&new).is_err());
+        assert!(ring.without(&KeyId::parse("other")?).is_err());
+        let kept = ring.without(&KeyId::parse("old")?)?;
+        assert_eq!(kept.key_ids().collect::<Vec<_>>(), vec![&new]);
         Ok(())
     }
 

@@ -7,7 +7,7 @@ mod keyring;
 mod random;
 mod ssh;
 
-pub use encryptor::{Encryptor, Sealed};
+pub use encryptor::{Encryptor, KEYRING_CHECK_INTERVAL, Sealed};
 pub use keyring::{KeyId, KeySource, Keyring};
 pub use random::{RandomToken, sha256_hex};
 pub use ssh::{SshKeypair, generate_ssh_keypair};
@@ -23,6 +23,12 @@ pub enum Error {
     Encrypt,
     #[error("invalid keyring: {0}")]
     InvalidKeyring(String),
+    #[error(
+        "keyring file {} is readable by group or others: run chmod 600 {}",
+        .0.display(),
+        .0.display()
+    )]
+    KeyringNotPrivate(std::path::PathBuf),
     #[error("keyring file {path}: {source}")]
     KeyringIo {
         path: std::path::PathBuf,

@@ -33,6 +33,10 @@ impl From<Error> for ApiError {
             Error::Conflict(message) => Self::new(StatusCode::CONFLICT, message),
             Error::CodeHostUnavailable(message) => Self::new(StatusCode::BAD_GATEWAY, message),
             Error::PublishFailed(message) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, message),
+            Error::SealMismatch => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Error::SealMismatch.to_string(),
+            ),
             Error::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use secrecy::SecretString;
 
-use super::{Result, Service};
+use super::{Error, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{self, CheckOptions, CodeHostApi, TokenCheck};
 use crate::domain::CredentialId;
@@ -76,7 +76,15 @@ impl Service {
         host: &CodeHostRecord,
         options: &CheckOptions,
     ) -> Result<(CheckState, Result<()>)> {
-        let secret = self.open_secret(record)?;
+        // A record that does not match its seal is flagged; the code host
+        // is not asked (the token may be bound for someone else).
+        let secret = match self.open_secret(record, host) {
+            Err(Error::SealMismatch) => {
+                let state = self.flag_seal_mismatch(record).await?;
+                return Ok((state, Err(Error::SealMismatch)));
+            }
+            opened => opened?,
+        };
         let outcome = self.check_token(host, &secret.token, options).await;
         let now = Some(Utc::now());
         let (state, outcome) = match outcome {

@@ -24,7 +24,8 @@ pub struct CreateCredential {
     pub kind: CodeHostKind,
     pub url: String,
     pub username: Option<String>,
-    pub token: String,
+    /// Wiped from memory when dropped.
+    pub token: SecretString,
     /// Also check that the token may push to this repository
     /// (`owner/name`): the only check possible for GitHub fine-grained
     /// tokens.
@@ -134,10 +135,39 @@ pub struct CredentialSecret {
     pub ssh_private_key: Option<SecretString>,
 }
 
-/// Binds a ciphertext to its row: moving it to another credential makes
-/// it fail to decrypt.
-fn associated_data(id: CredentialId) -> Vec<u8> {
-    format!("batchcred/credentials/{id}/secret").into_bytes()
+/// The associated-data version new seals use (see [`associated_data`]).
+pub(crate) const SEAL_VERSION: i64 = 2;
+
+/// What a credential's ciphertext is bound to. Version 2 names everything
+/// that decides whose token it is and where it is sent: the row, its
+/// owner, and its code host's id, kind and (normalised) URL, so a row moved
+/// to another user or to the site, or a code host pointed elsewhere, no
+/// longer decrypts. Version 1 (rows sealed before it, re-sealed at start-up)
+/// names only the row. Fields are NUL-separated: none can contain a NUL.
+fn associated_data(
+    version: i64,
+    id: CredentialId,
+    owner: CredentialOwner,
+    host: &CodeHostRecord,
+) -> Result<Vec<u8>> {
+    match version {
+        1 => Ok(format!("batchcred/credentials/{id}/secret").into_bytes()),
+        2 => {
+            let owner = match owner {
+                CredentialOwner::User(user) => format!("user:{user}"),
+                CredentialOwner::Site => "site".to_owned(),
+            };
+            Ok(format!(
+                "batchcred/credential/v2\0{id}\0{owner}\0{}\0{}\0{}",
+                host.id,
+                host.kind.as_str(),
+                host.url.as_str()
+            )
+            .into_bytes())
+        }
+        // An unknown version is itself a record that does not match.
+        _ => Err(Error::SealMismatch),
+    }
 }
 
 const MAX_USERNAME_LEN: usize = 256;
@@ -164,9 +194,13 @@ fn validate_username(kind: CodeHostKind, username: Option<String>) -> Result<Opt
 }
 
 impl Service {
+    /// Seals a credential's secret for the row `id` of `owner` on `host`,
+    /// with the current [`SEAL_VERSION`].
     pub(crate) fn seal_secret(
         &self,
         id: CredentialId,
+        owner: CredentialOwner,
+        host: &CodeHostRecord,
         secret: &CredentialSecret,
     ) -> Result<Sealed> {
         let payload = SecretPayload {
@@ -179,13 +213,28 @@ impl Service {
         let plaintext = Zeroizing::new(
             serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))?,
         );
-        Ok(self.encryptor.seal(&plaintext, &associated_data(id))?)
+        let associated_data = associated_data(SEAL_VERSION, id, owner, host)?;
+        Ok(self.encryptor.seal(&plaintext, &associated_data)?)
     }
 
-    pub(crate) fn open_secret(&self, record: &CredentialRecord) -> Result<CredentialSecret> {
+    /// Opens a credential's secret. [`Error::SealMismatch`] when the
+    /// record (owner, code host, ciphertext) is not what was sealed.
+    pub(crate) fn open_secret(
+        &self,
+        record: &CredentialRecord,
+        host: &CodeHostRecord,
+    ) -> Result<CredentialSecret> {
+        if record.code_host_id != host.id {
+            return Err(Error::SealMismatch);
+        }
+        let associated_data = associated_data(record.seal_version, record.id, record.owner, host)?;
         let plaintext = self
             .encryptor
-            .open(&record.secret, &associated_data(record.id))?;
+            .open(&record.secret, &associated_data)
+            .map_err(|error| match error {
+                crate::crypto::Error::Decrypt => Error::SealMismatch,
+                other => other.into(),
+            })?;
         let mut payload: SecretPayload = serde_json::from_slice(&plaintext).map_err(|_| {
             Error::Internal(format!("credential {} holds a malformed secret", record.id))
         })?;
@@ -193,6 +242,39 @@ impl Service {
             token: SecretString::from(std::mem::take(&mut payload.token)),
             ssh_private_key: payload.ssh_private_key.take().map(SecretString::from),
         })
+    }
+
+    /// Opens a credential's secret to use it. A record that does not match
+    /// its seal is recorded as failing its check (so it shows as needing
+    /// attention) and its secret is never used.
+    pub(crate) async fn open_secret_to_use(
+        &self,
+        record: &CredentialRecord,
+        host: &CodeHostRecord,
+    ) -> Result<CredentialSecret> {
+        let opened = self.open_secret(record, host);
+        if let Err(Error::SealMismatch) = &opened {
+            self.flag_seal_mismatch(record).await?;
+        }
+        opened
+    }
+
+    /// Records that a credential does not match its seal as its last check
+    /// error; returns the check state recorded.
+    pub(crate) async fn flag_seal_mismatch(&self, record: &CredentialRecord) -> Result<CheckState> {
+        tracing::error!(
+            credential = %record.id,
+            "credential record does not match its seal (changed outside batchcred); its secret is not used"
+        );
+        let state = CheckState {
+            last_checked_at: Some(Utc::now()),
+            last_check_error: Some(Error::SealMismatch.to_string()),
+            ..record.check.clone()
+        };
+        self.store
+            .record_credential_check(record.id, &state)
+            .await?;
+        Ok(state)
     }
 
     /// Generates a keypair off the async runtime (RSA takes seconds).
@@ -227,7 +309,7 @@ impl Service {
                 CredentialOwner::Site
             }
         };
-        let token = Token::parse(&request.token)?;
+        let token = Token::parse(request.token.expose_secret())?;
         let url = CodeHostUrl::parse(&request.url)?;
         let host = self
             .store
@@ -279,7 +361,8 @@ impl Service {
             code_host_id: host.id,
             owner,
             username,
-            secret: self.seal_secret(id, &secret)?,
+            secret: self.seal_secret(id, owner, &host, &secret)?,
+            seal_version: SEAL_VERSION,
             ssh_public_key: keypair.map(|k| k.public_key),
             ssh_key_pending: false,
             created_at: now,
@@ -382,11 +465,17 @@ impl Service {
         let mut generated = 0;
         for record in self.store.list_credentials_missing_ssh_key().await? {
             let host = self.store.find_code_host(record.code_host_id).await?;
+            // A record that does not match its seal is flagged and skipped:
+            // it must not stop the others (or start-up).
+            let mut secret = match self.open_secret_to_use(&record, &host).await {
+                Err(Error::SealMismatch) => continue,
+                opened => opened?,
+            };
             let keypair = self.generate_keypair(host.ssh_key_algorithm).await?;
-            let mut secret = self.open_secret(&record)?;
             secret.ssh_private_key = Some(keypair.private_key);
             let update = SecretUpdate {
-                secret: self.seal_secret(record.id, &secret)?,
+                secret: self.seal_secret(record.id, record.owner, &host, &secret)?,
+                seal_version: SEAL_VERSION,
                 ssh_public_key: Some(keypair.public_key),
                 ssh_key_pending: true,
                 updated_at: Utc::now(),
@@ -409,6 +498,65 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{CodeHostId, GitUrlType, SshKeyAlgorithm};
+
+    fn host(url: &str) -> CodeHostRecord {
+        CodeHostRecord {
+            id: CodeHostId::new(),
+            kind: CodeHostKind::GitHub,
+            url: CodeHostUrl::parse(url).expect("url"),
+            git_url_type: GitUrlType::Http,
+            ssh_known_hosts: None,
+            ssh_key_algorithm: SshKeyAlgorithm::Ed25519,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn aad(
+        version: i64,
+        id: CredentialId,
+        owner: CredentialOwner,
+        host: &CodeHostRecord,
+    ) -> Vec<u8> {
+        associated_data(version, id, owner, host).unwrap_or_default()
+    }
+
+    #[test]
+    fn v2_associated_data_changes_with_every_bound_field() {
+        let id = CredentialId::new();
+        let user = CredentialOwner::User(UserId::new());
+        let github = host("https://github.example.com");
+        let base = aad(2, id, user, &github);
+        let text = String::from_utf8_lossy(&base).into_owned();
+        assert!(text.starts_with("batchcred/credential/v2\0"), "{text}");
+        assert!(
+            text.ends_with(&format!(
+                "\0{}\0{}",
+                github.kind.as_str(),
+                github.url.as_str()
+            )),
+            "{text}"
+        );
+        let mut moved_host = github.clone();
+        moved_host.url = CodeHostUrl::parse("https://evil.example.com").expect("url");
+        let mut other_kind = github.clone();
+        other_kind.kind = CodeHostKind::GitLab;
+        let mut other_id = github.clone();
+        other_id.id = CodeHostId::new();
+        for changed in [
+            aad(2, CredentialId::new(), user, &github),
+            aad(2, id, CredentialOwner::Site, &github),
+            aad(2, id, CredentialOwner::User(UserId::new()), &github),
+            aad(2, id, user, &moved_host),
+            aad(2, id, user, &other_kind),
+            aad(2, id, user, &other_id),
+            aad(1, id, user, &github),
+        ] {
+            assert!(!changed.is_empty());
+            assert_ne!(changed, base);
+        }
+        assert!(associated_data(3, id, user, &github).is_err());
+    }
 
     #[test]
     fn usernames_are_required_only_where_the_kind_needs_one() {

@@ -15,7 +15,7 @@ pub use accounts::{CreatedAccessToken, SessionToken};
 pub use checks::RecheckReport;
 pub use code_hosts::{AddCodeHost, CodeHostView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
-pub use keys::{KeyStatus, ReencryptReport};
+pub use keys::{KeyStatus, KeyUse, ReencryptReport};
 pub use page::{Page, PageRequest};
 pub use publish::{ChangesetReport, OnReport, PublishResult, PublishSettings, PublishedChangeset};
 pub use resolution::{CredentialSource, ResolvedCredential};
@@ -52,6 +52,14 @@ pub enum Error {
     /// pull request refused).
     #[error("{0}")]
     PublishFailed(String),
+    /// A credential's stored owner, code host or ciphertext is not what it
+    /// was sealed with: the row was changed outside batchcred. Its secret
+    /// is not used.
+    #[error(
+        "credential record does not match its seal: it was changed outside batchcred \
+         (owner, code host or secret); remove it and add the token again"
+    )]
+    SealMismatch,
     #[error("internal error: {0}")]
     Internal(String),
 }

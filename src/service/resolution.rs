@@ -91,7 +91,7 @@ impl Service {
                 }
             },
         };
-        let secret = self.open_secret(&record)?;
+        let secret = self.open_secret_to_use(&record, &code_host).await?;
         Ok(ResolvedCredential {
             credential_id: record.id,
             source,

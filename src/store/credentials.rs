@@ -35,6 +35,9 @@ pub struct CredentialRecord {
     /// The code host username, where the kind needs one.
     pub username: Option<String>,
     pub secret: Sealed,
+    /// Which associated data `secret` is sealed with (the service decides
+    /// what each version binds).
+    pub seal_version: i64,
     pub ssh_public_key: Option<String>,
     /// The keypair was generated after the credential was added (the code
     /// host switched to SSH), so its owner has not seen the public key yet.
@@ -64,6 +67,7 @@ pub type NewCredential = CredentialRecord;
 /// A new ciphertext (and possibly keypair) for an existing credential.
 pub struct SecretUpdate {
     pub secret: Sealed,
+    pub seal_version: i64,
     pub ssh_public_key: Option<String>,
     pub ssh_key_pending: bool,
     pub updated_at: DateTime<Utc>,
@@ -72,7 +76,7 @@ pub struct SecretUpdate {
 macro_rules! credential_columns {
     () => {
         "id, code_host_id, user_id, username, secret_key_id, secret, ssh_public_key, ssh_key_pending, created_at, updated_at, \
-         code_host_user, scopes, token_expires_at, warnings, last_checked_at, last_check_error"
+         code_host_user, scopes, token_expires_at, warnings, last_checked_at, last_check_error, seal_version"
     };
 }
 
@@ -94,6 +98,7 @@ fn credential_from_row(row: &AnyRow) -> Result<CredentialRecord> {
             key_id: KeyId::from_stored(row.try_get("secret_key_id")?),
             bytes: row.try_get("secret")?,
         },
+        seal_version: row.try_get("seal_version")?,
         ssh_public_key: row.try_get("ssh_public_key")?,
         ssh_key_pending: row.try_get::<i64, _>("ssh_key_pending")? != 0,
         created_at: from_millis(row.try_get("created_at")?)?,
@@ -136,7 +141,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO credentials (",
             credential_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .bind(credential.id.to_string())
         .bind(credential.code_host_id.to_string())
@@ -154,6 +159,7 @@ impl Store {
         .bind(to_json_list(&credential.check.warnings))
         .bind(credential.check.last_checked_at.map(to_millis))
         .bind(credential.check.last_check_error.as_deref())
+        .bind(credential.seal_version)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict_on_unique(e, "a credential for this code host already exists"))?;
@@ -209,9 +215,48 @@ impl Store {
         rows.iter().map(credential_from_row).collect()
     }
 
-    /// Up to `limit` credentials whose secret is not sealed with `key`,
-    /// for re-encryption in batches.
-    pub async fn list_credentials_not_under_key(
+    /// Up to `limit` credentials whose secret is not sealed with `key` or
+    /// not with seal version `version`, for re-encryption in batches.
+    pub async fn list_credentials_to_reseal(
+        &self,
+        key: &KeyId,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<CredentialRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            credential_columns!(),
+            " FROM credentials WHERE secret_key_id <> $1 OR seal_version <> $2 \
+             ORDER BY id LIMIT $3"
+        ))
+        .bind(key.as_str())
+        .bind(version)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    /// Up to `limit` credentials sealed with a version below `version`.
+    pub async fn list_credentials_sealed_before(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<CredentialRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            credential_columns!(),
+            " FROM credentials WHERE seal_version < $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(version)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    /// Up to `limit` credentials whose secret is sealed with `key`.
+    pub async fn list_credentials_under_key(
         &self,
         key: &KeyId,
         limit: i64,
@@ -219,7 +264,7 @@ impl Store {
         let rows = sqlx::query(concat!(
             "SELECT ",
             credential_columns!(),
-            " FROM credentials WHERE secret_key_id <> $1 ORDER BY id LIMIT $2"
+            " FROM credentials WHERE secret_key_id = $1 ORDER BY id LIMIT $2"
         ))
         .bind(key.as_str())
         .bind(limit)
@@ -265,7 +310,7 @@ impl Store {
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE credentials SET secret_key_id = $1, secret = $2, ssh_public_key = $3, \
-             ssh_key_pending = $4, updated_at = $5 \
+             ssh_key_pending = $4, updated_at = $5, seal_version = $9 \
              WHERE id = $6 AND secret_key_id = $7 AND secret = $8",
         )
         .bind(update.secret.key_id.as_str())
@@ -276,6 +321,7 @@ impl Store {
         .bind(id.to_string())
         .bind(expected.key_id.as_str())
         .bind(expected.bytes.as_slice())
+        .bind(update.seal_version)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -10,6 +10,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::auth_pages::NoFields;
@@ -159,8 +160,9 @@ pub(super) struct AddTokenForm {
     url: String,
     #[serde(default)]
     username: String,
+    /// Wiped from memory when dropped.
     #[serde(default)]
-    token: String,
+    token: SecretString,
 }
 
 /// More code hosts than any instance has; the list is not paginated.

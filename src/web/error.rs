@@ -65,6 +65,11 @@ impl IntoResponse for WebError {
                     "Publishing failed",
                     &message,
                 ),
+                Error::SealMismatch => page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Credential needs attention",
+                    &Error::SealMismatch.to_string(),
+                ),
                 Error::Internal(detail) => {
                     tracing::error!(error = %detail, "internal error on a page");
                     page(

@@ -374,7 +374,7 @@ async fn key_rotation_is_online_and_complete() {
 
 /// Runs `batchcred` with only the arguments given: no `--data-dir`, and no
 /// `BATCHCRED_*` setting inherited from the environment.
-fn bare_batchcred(args: &[&str], stdin: &str) -> Output {
+pub fn bare_batchcred(args: &[&str], stdin: &str) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_batchcred"));
     for (name, _) in std::env::vars() {
         if name.starts_with("BATCHCRED_") || name == "RUST_LOG" {

@@ -71,6 +71,10 @@ pub struct AppOptions {
     pub code_host_timeout: Duration,
     pub recheck_interval: Option<Duration>,
     pub publish: PublishSettings,
+    /// On PostgreSQL, keep the keyring in a file (`<data dir>/keyring`,
+    /// mode 0600) instead of `BATCHCRED_ENCRYPTION_KEY`, so that it can be
+    /// rotated. SQLite always uses a file.
+    pub keyring_file: bool,
 }
 
 impl Default for AppOptions {
@@ -87,6 +91,7 @@ impl Default for AppOptions {
                     ..batchcred::publish::Backoff::default()
                 },
             },
+            keyring_file: false,
         }
     }
 }
@@ -124,12 +129,33 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
             )
         }
     };
+    let (encryption_key_file, encryption_key) = match encryption_key {
+        Some(_) if options.keyring_file => {
+            let path = data_dir.path().join("keyring");
+            Keyring::generate()
+                .expect("keyring")
+                .write_file(&path)
+                .expect("write keyring");
+            (Some(path), None)
+        }
+        inline => (None, inline),
+    };
     let store = StoreConfig {
         data_dir: data_dir.path().join("data"),
         database_url,
-        encryption_key_file: None,
+        encryption_key_file,
         encryption_key,
     };
+    start(store, data_dir, postgres_database, options).await
+}
+
+/// Starts a server on `store`; `postgres_database` is dropped with it.
+async fn start(
+    store: StoreConfig,
+    data_dir: tempfile::TempDir,
+    postgres_database: Option<String>,
+    options: AppOptions,
+) -> TestApp {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         external_url: "http://batchcred.test".parse().expect("url"),
@@ -208,6 +234,23 @@ pub struct TestUser {
 pub const PASSWORD: &str = "correct horse battery";
 
 impl TestApp {
+    /// Another server on the same database and keyring, as a replica of
+    /// this one (it leaves the database to this one to drop).
+    pub async fn replica(&self) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        start(self.store.clone(), data_dir, None, AppOptions::default()).await
+    }
+
+    /// A connection pool on the app's database, for tests that read or
+    /// tamper with rows directly.
+    pub async fn database(&self) -> sqlx::AnyPool {
+        let resolved = self.store.resolve().expect("resolve");
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(resolved.database_url.expose())
+            .await
+            .expect("connect")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }

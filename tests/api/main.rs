@@ -16,6 +16,7 @@ mod publish_cli;
 mod reference_client;
 mod resolution;
 mod schema;
+mod seal_binding;
 mod secrets;
 #[path = "../support/mod.rs"]
 mod support;

@@ -105,7 +105,7 @@ impl World {
                     kind: kind.parse().unwrap(),
                     url: self.emulator.url(prefix),
                     username: None,
-                    token: token.to_owned(),
+                    token: token.into(),
                     repository: None,
                 },
             )

@@ -43,7 +43,7 @@ async fn own_credential_then_global_then_a_clear_error(backend: Backend) {
         kind: batchcred::domain::CodeHostKind::GitHub,
         url: url.clone(),
         username: None,
-        token: token.to_owned(),
+        token: token.into(),
         repository: None,
     };
     let global = service

@@ -99,6 +99,8 @@ pub enum Behaviour {
     OldGitLab,
     /// Error bodies quote the token they were sent (to test redaction).
     EchoTokens,
+    /// Every answer is a 200 with a JSON body this many bytes long.
+    Oversized(usize),
 }
 
 /// A request as the emulator saw it.
@@ -272,6 +274,12 @@ async fn handle(
             return (StatusCode::FOUND, [("location", target)]).into_response();
         }
         Behaviour::RateLimited(wait) => return rate_limited(uri.path(), wait),
+        Behaviour::Oversized(len) => {
+            let mut body = vec![b' '; len];
+            body[0] = b'[';
+            body[len - 1] = b']';
+            return (StatusCode::OK, [("content-type", "application/json")], body).into_response();
+        }
         Behaviour::Normal | Behaviour::OldGitLab | Behaviour::EchoTokens => {}
     }
     let query = uri.query().unwrap_or("");
