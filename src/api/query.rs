@@ -7,8 +7,8 @@ use super::context_parts;
 use super::error::{IntoGraphql, to_graphql};
 use super::ids::{self, NodeRef};
 use super::types::{
-    BatchChangesCodeHostConnection, BatchChangesCredential, CodeHostConnection, EmptyResponse,
-    Node, User, UserConnection,
+    AccessToken, BatchChangesCodeHostConnection, BatchChangesCredential, CodeHostConnection,
+    EmptyResponse, Node, User, UserConnection,
 };
 use crate::auth::Caller;
 use crate::service::{Error, PageRequest};
@@ -43,6 +43,10 @@ impl QueryRoot {
                 .credential(caller, credential_id)
                 .await
                 .map(|c| Node::BatchChangesCredential(BatchChangesCredential(c))),
+            NodeRef::AccessToken(token_id) => service
+                .access_token(caller, token_id)
+                .await
+                .map(|t| Node::AccessToken(AccessToken(t))),
         };
         match found {
             Ok(node) => Ok(Some(node)),

@@ -18,5 +18,6 @@ mod schema;
 mod secrets;
 #[path = "../support/mod.rs"]
 mod support;
+mod tokens_sessions;
 mod validation;
 mod web;
