@@ -87,6 +87,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
         listen: "127.0.0.1:0".parse().unwrap(),
         external_url: "http://batchcred.bench".parse().unwrap(),
         session_ttl: Duration::from_secs(3600),
+        session_idle_timeout: None,
         code_host_timeout: Duration::from_secs(30),
         recheck_interval: None,
         // The emulator has no secondary rate limits to respect.

@@ -83,6 +83,7 @@ impl Server {
         let settings = ServiceSettings {
             instance_name: instance_name(&external_url),
             session_ttl: server_config.session_ttl,
+            session_idle_timeout: server_config.session_idle_timeout,
             code_host_timeout: server_config.code_host_timeout,
             publish: server_config.publish,
         };

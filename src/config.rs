@@ -169,6 +169,8 @@ pub struct ServerConfig {
     /// decides whether cookies are marked `Secure`.
     pub external_url: url::Url,
     pub session_ttl: Duration,
+    /// Sessions unused for this long are refused; `None` turns it off.
+    pub session_idle_timeout: Option<Duration>,
     /// How long one call to a code host may take.
     pub code_host_timeout: Duration,
     /// How often stored credentials are checked again against their code

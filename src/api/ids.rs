@@ -5,13 +5,14 @@ use async_graphql::ID;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::domain::{CodeHostId, CredentialId, UserId};
+use crate::domain::{AccessTokenId, CodeHostId, CredentialId, UserId};
 use crate::service::Error;
 use crate::store::CredentialOwner;
 
 const USER: &str = "User";
 const CREDENTIAL: &str = "BatchChangesCredential";
 const CODE_HOST: &str = "CodeHost";
+const ACCESS_TOKEN: &str = "AccessToken";
 
 fn marshal(kind: &str, spec: &str) -> ID {
     let json = serde_json::Value::String(spec.to_owned()).to_string();
@@ -72,10 +73,19 @@ pub(super) fn parse_code_host_id(id: &ID) -> Result<CodeHostId, Error> {
     Ok(expect_kind(id, CODE_HOST)?.parse()?)
 }
 
+pub(super) fn access_token_id(id: AccessTokenId) -> ID {
+    marshal(ACCESS_TOKEN, &id.to_string())
+}
+
+pub(super) fn parse_access_token_id(id: &ID) -> Result<AccessTokenId, Error> {
+    Ok(expect_kind(id, ACCESS_TOKEN)?.parse()?)
+}
+
 /// What a `node(id:)` lookup refers to.
 pub(super) enum NodeRef {
     User(UserId),
     Credential(CredentialId),
+    AccessToken(AccessTokenId),
 }
 
 pub(super) fn parse_node_id(id: &ID) -> Result<NodeRef, Error> {
@@ -83,6 +93,7 @@ pub(super) fn parse_node_id(id: &ID) -> Result<NodeRef, Error> {
     match kind.as_str() {
         USER => Ok(NodeRef::User(parse_user_id(id)?)),
         CREDENTIAL => Ok(NodeRef::Credential(parse_credential_id(id)?)),
+        ACCESS_TOKEN => Ok(NodeRef::AccessToken(parse_access_token_id(id)?)),
         _ => Err(Error::NotFound(format!("no node of type {kind}"))),
     }
 }
@@ -107,6 +118,9 @@ mod tests {
         assert!(parse_user_id(&encoded).is_err());
         assert!(parse_user_id(&ID("garbage".into())).is_err());
         assert!(parse_credential_id(&marshal(CREDENTIAL, "other:x")).is_err());
+        let token = AccessTokenId::new();
+        assert_eq!(parse_access_token_id(&access_token_id(token))?, token);
+        assert!(parse_access_token_id(&user_id(user)).is_err());
         Ok(())
     }
 }

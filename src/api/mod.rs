@@ -76,6 +76,10 @@ pub fn schema_sdl() -> String {
         .sdl()
 }
 
+/// The request's session cookie, if it signed in with one (see
+/// `updatePassword`, which keeps that session).
+pub struct CurrentSession(pub Option<secrecy::SecretString>);
+
 fn context_parts<'a>(
     ctx: &'a async_graphql::Context<'_>,
 ) -> async_graphql::Result<(&'a Service, &'a Caller)> {

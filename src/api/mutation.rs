@@ -1,17 +1,19 @@
 //! Mutation root.
 
+use std::time::Duration;
+
 use async_graphql::{Context, ID, Object};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::context_parts;
 use super::error::IntoGraphql;
 use super::ids;
 use super::types::{
     BatchChangesCredential, CodeHost, CreateAccessTokenResult, EmptyResponse, ExternalServiceKind,
     GitUrlTypeValue, SshKeyAlgorithmValue, User,
 };
-use crate::service::{AddCodeHost, CreateCredential};
+use super::{CurrentSession, context_parts};
+use crate::service::{AddCodeHost, CreateCredential, Error};
 use crate::store::CodeHostUpdate;
 
 /// Write operations: these, and publishing ([`super::publish`]).
@@ -126,20 +128,105 @@ impl CoreMutation {
         Ok(EmptyResponse::default())
     }
 
-    /// Creates an API access token; the token is shown only in this answer.
+    /// Creates an API access token for your own account (site admins
+    /// included: nobody mints tokens for someone else), valid for
+    /// `durationSeconds` or, without it, until revoked. The token is shown
+    /// only in this answer.
     async fn create_access_token(
         &self,
         ctx: &Context<'_>,
         user: ID,
         #[graphql(default)] note: String,
+        duration_seconds: Option<i64>,
     ) -> async_graphql::Result<CreateAccessTokenResult> {
         let (service, caller) = context_parts(ctx)?;
         let id = ids::parse_user_id(&user).gql()?;
-        let created = service.create_access_token(caller, id, &note).await.gql()?;
+        let lifetime = duration_seconds
+            .map(|seconds| {
+                u64::try_from(seconds)
+                    .map(Duration::from_secs)
+                    .map_err(|_| Error::InvalidInput("durationSeconds must be positive".into()))
+            })
+            .transpose()
+            .gql()?;
+        let created = service
+            .create_access_token(caller, id, &note, lifetime)
+            .await
+            .gql()?;
         Ok(CreateAccessTokenResult {
-            id: ID(created.id.to_string()),
+            id: ids::access_token_id(created.record.id),
             token: created.token.expose().to_owned(),
+            expires_at: created.record.expires_at,
         })
+    }
+
+    /// Revokes an API access token (its owner or a site admin); requests
+    /// with it are refused from then on, on every replica.
+    async fn delete_access_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "byID")] by_id: ID,
+    ) -> async_graphql::Result<EmptyResponse> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_access_token_id(&by_id).gql()?;
+        service.delete_access_token(caller, id).await.gql()?;
+        Ok(EmptyResponse::default())
+    }
+
+    /// Changes your own password, given the current one. Your other
+    /// sessions are ended; the one making this call (if any) is kept.
+    async fn update_password(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] old_password: String,
+        #[graphql(secret)] new_password: String,
+    ) -> async_graphql::Result<EmptyResponse> {
+        let (service, caller) = context_parts(ctx)?;
+        let session = ctx
+            .data_opt::<CurrentSession>()
+            .and_then(|current| current.0.as_ref())
+            .map(|secret| secret.expose_secret());
+        service
+            .change_password(
+                caller,
+                session,
+                SecretString::from(old_password),
+                SecretString::from(new_password),
+            )
+            .await
+            .gql()?;
+        Ok(EmptyResponse::default())
+    }
+
+    /// Ends every session of a user, signing them out everywhere: your own,
+    /// or any user's for site admins. API access tokens are not affected.
+    #[graphql(name = "invalidateSessionsByID")]
+    async fn invalidate_sessions_by_id(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "userID")] user_id: ID,
+    ) -> async_graphql::Result<EmptyResponse> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_user_id(&user_id).gql()?;
+        service.end_sessions(caller, id).await.gql()?;
+        Ok(EmptyResponse::default())
+    }
+
+    /// Sets another user's password and ends all their sessions (site
+    /// admins; your own password is changed with `updatePassword`).
+    async fn set_user_password(
+        &self,
+        ctx: &Context<'_>,
+        user: ID,
+        #[graphql(secret)] new_password: String,
+    ) -> async_graphql::Result<EmptyResponse> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_user_id(&user).gql()?;
+        service
+            .set_user_password(caller, id, SecretString::from(new_password))
+            .await
+            .gql()?;
+        Ok(EmptyResponse::default())
     }
 
     /// Registers a code host (site admins).

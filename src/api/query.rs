@@ -6,8 +6,8 @@ use async_graphql::{Context, ID, Object};
 use super::error::{IntoGraphql, to_graphql};
 use super::ids::{self, NodeRef};
 use super::types::{
-    BatchChangesCodeHostConnection, BatchChangesCredential, CodeHostConnection, EmptyResponse,
-    Node, User, UserConnection,
+    AccessToken, BatchChangesCodeHostConnection, BatchChangesCredential, CodeHostConnection,
+    EmptyResponse, Node, User, UserConnection,
 };
 use super::{CheckAllowance, MAX_CHECKS_PER_REQUEST, context_parts};
 use crate::auth::Caller;
@@ -43,6 +43,10 @@ impl QueryRoot {
                 .credential(caller, credential_id)
                 .await
                 .map(|c| Node::BatchChangesCredential(BatchChangesCredential(c))),
+            NodeRef::AccessToken(token_id) => service
+                .access_token(caller, token_id)
+                .await
+                .map(|t| Node::AccessToken(AccessToken(t))),
         };
         match found {
             Ok(node) => Ok(Some(node)),

@@ -8,7 +8,7 @@ use super::error::IntoGraphql;
 use super::{context_parts, ids};
 use crate::domain::{CodeHostKind, GitUrlType, SshKeyAlgorithm};
 use crate::service::{CodeHostView, CredentialView, Page, PageRequest};
-use crate::store::{CodeHostRecord, UserRecord};
+use crate::store::{AccessTokenRecord, CodeHostRecord, UserRecord};
 
 /// Sourcegraph's `ExternalServiceKind`, limited to the kinds batchcred models.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -138,6 +138,7 @@ impl<T> From<&Page<T>> for PageInfo {
 pub enum Node {
     User(User),
     BatchChangesCredential(BatchChangesCredential),
+    AccessToken(AccessToken),
 }
 
 /// A user account.
@@ -176,6 +177,23 @@ impl User {
             .await
             .gql()?;
         Ok(BatchChangesCodeHostConnection(page))
+    }
+
+    /// The user's API access tokens (to themselves and site admins); the
+    /// tokens themselves are never shown again after creation.
+    async fn access_tokens(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AccessTokenConnection> {
+        let (service, caller) = context_parts(ctx)?;
+        let page = PageRequest { first, after };
+        let page = service
+            .list_access_tokens(caller, self.0.id, &page)
+            .await
+            .gql()?;
+        Ok(AccessTokenConnection(page))
     }
 }
 
@@ -409,4 +427,63 @@ impl CodeHostConnection {
 pub struct CreateAccessTokenResult {
     pub id: ID,
     pub token: String,
+    /// When it stops working; null: until revoked.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An API access token, as its owner sees it: never the token itself.
+pub struct AccessToken(pub AccessTokenRecord);
+
+#[Object]
+impl AccessToken {
+    async fn id(&self) -> ID {
+        ids::access_token_id(self.0.id)
+    }
+
+    /// The token's first characters (kind prefix and 8 more), to recognise
+    /// it; null for tokens created before prefixes were kept.
+    async fn token_prefix(&self) -> Option<&str> {
+        self.0.prefix.as_deref()
+    }
+
+    async fn note(&self) -> &str {
+        &self.0.note
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// When the token was last used, to the minute.
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_used_at
+    }
+
+    /// When the token stops working; null: until revoked.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+
+    /// Whether the token is past its expiry (and refused).
+    async fn expired(&self) -> bool {
+        self.0.is_expired(Utc::now())
+    }
+}
+
+/// A page of access tokens.
+pub struct AccessTokenConnection(pub Page<AccessTokenRecord>);
+
+#[Object]
+impl AccessTokenConnection {
+    async fn total_count(&self) -> i64 {
+        self.0.total_count
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        PageInfo::from(&self.0)
+    }
+
+    async fn nodes(&self) -> Vec<AccessToken> {
+        self.0.items.iter().cloned().map(AccessToken).collect()
+    }
 }

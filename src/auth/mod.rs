@@ -32,6 +32,9 @@ pub enum Denied {
     /// a thing that does not exist, so ids cannot be probed.
     #[error("not found")]
     Hidden,
+    /// Allowed only on the caller's own account, even for site admins.
+    #[error("{0}")]
+    OnlyForYourself(&'static str),
 }
 
 impl Caller {
@@ -82,6 +85,35 @@ impl Caller {
         }
     }
 
+    /// Minting an API access token: only for yourself. A site admin who
+    /// could mint tokens for others could act as them unseen (their
+    /// credentials, their pull requests); only the local operator, who
+    /// holds the database already, may mint for any user.
+    pub fn require_minting_token_for(&self, user_id: UserId) -> Result<(), Denied> {
+        match self {
+            Self::Anonymous => Err(Denied::Unauthenticated),
+            Self::User(user) if user.id == user_id => Ok(()),
+            Self::User(user) if user.site_admin => Err(Denied::OnlyForYourself(
+                "access tokens can only be created for your own account",
+            )),
+            Self::User(_) => Err(Denied::Hidden),
+            Self::Operator => Ok(()),
+        }
+    }
+
+    /// Setting another user's password without knowing the old one: site
+    /// admins (for others; their own goes through the current password)
+    /// and the operator.
+    pub fn require_password_reset_for(&self, user_id: UserId) -> Result<(), Denied> {
+        self.require_site_admin()?;
+        match self {
+            Self::User(user) if user.id == user_id => Err(Denied::OnlyForYourself(
+                "change your own password with your current one",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Reading or changing a credential: the owner's rights for user
     /// credentials, site admin for global ones.
     pub fn require_credential_access(&self, owner: CredentialOwner) -> Result<(), Denied> {
@@ -125,6 +157,44 @@ mod tests {
             Err(Denied::Unauthenticated)
         );
         assert_eq!(Caller::Operator.require_acting_for(bob_id), Ok(()));
+    }
+
+    #[test]
+    fn tokens_are_minted_only_for_yourself_except_by_the_operator() {
+        let (alice_id, alice) = user(false);
+        let (bob_id, _) = user(false);
+        let (admin_id, admin) = user(true);
+        assert_eq!(alice.require_minting_token_for(alice_id), Ok(()));
+        assert_eq!(admin.require_minting_token_for(admin_id), Ok(()));
+        assert!(matches!(
+            admin.require_minting_token_for(bob_id),
+            Err(Denied::OnlyForYourself(_))
+        ));
+        assert_eq!(alice.require_minting_token_for(bob_id), Err(Denied::Hidden));
+        assert_eq!(
+            Caller::Anonymous.require_minting_token_for(bob_id),
+            Err(Denied::Unauthenticated)
+        );
+        assert_eq!(Caller::Operator.require_minting_token_for(bob_id), Ok(()));
+    }
+
+    #[test]
+    fn passwords_are_reset_by_admins_for_others_only() {
+        let (alice_id, alice) = user(false);
+        let (admin_id, admin) = user(true);
+        assert_eq!(admin.require_password_reset_for(alice_id), Ok(()));
+        assert!(matches!(
+            admin.require_password_reset_for(admin_id),
+            Err(Denied::OnlyForYourself(_))
+        ));
+        assert_eq!(
+            alice.require_password_reset_for(admin_id),
+            Err(Denied::NotSiteAdmin)
+        );
+        assert_eq!(
+            Caller::Operator.require_password_reset_for(alice_id),
+            Ok(())
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod input;
 mod keys;
 mod publish;
 mod serve;
+mod tokens;
 mod users;
 
 use std::path::PathBuf;
@@ -101,7 +102,7 @@ enum Command {
     Users(users::UsersCommand),
     /// Manage API access tokens.
     #[command(subcommand)]
-    Tokens(users::TokensCommand),
+    Tokens(tokens::TokensCommand),
     /// Manage configured code hosts.
     #[command(subcommand)]
     Codehosts(codehosts::CodeHostsCommand),
@@ -142,7 +143,7 @@ pub async fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Command::Users(command) => users::run_users(&local.open().await?, command).await,
-        Command::Tokens(command) => users::run_tokens(&local.open().await?, command).await,
+        Command::Tokens(command) => tokens::run(&local.open().await?, command).await,
         Command::Codehosts(command) => codehosts::run(&local.open().await?, command).await,
         Command::Credentials(command) => credentials::run(&local.open().await?, command).await,
         Command::Keys(command) => keys::run(&local, command).await,
@@ -166,6 +167,7 @@ impl Local {
         let settings = ServiceSettings {
             instance_name: self.instance_name.clone(),
             session_ttl: serve::DEFAULT_SESSION_TTL,
+            session_idle_timeout: None,
             code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
             publish: batchcred::service::PublishSettings::default(),
         };

@@ -12,6 +12,9 @@ use batchcred::service::PublishSettings;
 /// Sessions last this long unless configured otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Sessions unused for this long end unless configured otherwise.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT_HOURS: u64 = 72;
+
 /// `serve`'s settings. None has a clap default: a value missing from the
 /// flags and the environment may come from the configuration file, and
 /// only then from the defaults below.
@@ -30,6 +33,11 @@ pub struct ServeArgs {
     /// How long a sign-in lasts, in hours [default: 720].
     #[arg(long, env = "BATCHCRED_SESSION_TTL_HOURS")]
     session_ttl_hours: Option<u64>,
+
+    /// Hours a session may go unused before it must sign in again, 0 to
+    /// turn the idle timeout off [default: 72].
+    #[arg(long, env = "BATCHCRED_SESSION_IDLE_TIMEOUT_HOURS")]
+    session_idle_timeout_hours: Option<u64>,
 
     /// Seconds one call to a code host may take before it counts as
     /// unreachable [default: 10].
@@ -79,6 +87,9 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
     };
     let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
     let session_ttl = args.session_ttl_hours.or(file.session_ttl_hours);
+    let idle_timeout = args
+        .session_idle_timeout_hours
+        .or(file.session_idle_timeout_hours);
     let timeout = args.code_host_timeout_secs.or(file.code_host_timeout_secs);
     let recheck = args.recheck_interval_hours.or(file.recheck_interval_hours);
     let pr_interval = args.github_pr_interval_ms.or(file.github_pr_interval_ms);
@@ -89,6 +100,11 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
         listen,
         external_url,
         session_ttl: session_ttl.map_or(DEFAULT_SESSION_TTL, hours),
+        // 0 hours turns the idle timeout off.
+        session_idle_timeout: match idle_timeout.unwrap_or(DEFAULT_SESSION_IDLE_TIMEOUT_HOURS) {
+            0 => None,
+            h => Some(hours(h)),
+        },
         code_host_timeout: Duration::from_secs(timeout.unwrap_or(10).max(1)),
         // 0 hours turns the background check off.
         recheck_interval: match recheck.unwrap_or(12) {

@@ -1,4 +1,4 @@
-//! `batchcred users …` and `batchcred tokens …`.
+//! `batchcred users …`.
 
 use anyhow::Result;
 use batchcred::service::{PageRequest, Service};
@@ -20,18 +20,17 @@ pub enum UsersCommand {
     },
     /// List users.
     List,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum TokensCommand {
-    /// Create an API access token for a user and print it (shown once).
-    Create {
-        /// The user the token acts as.
-        #[arg(long)]
-        user: String,
-        /// What the token is for.
-        #[arg(long, default_value = "")]
-        note: String,
+    /// Set a user's password (read from the terminal or stdin) and end
+    /// all their sessions.
+    SetPassword {
+        /// Login name.
+        username: String,
+    },
+    /// End all of a user's sessions (sign them out everywhere); their API
+    /// access tokens keep working.
+    RevokeSessions {
+        /// Login name.
+        username: String,
     },
 }
 
@@ -72,22 +71,21 @@ pub async fn run_users(service: &Service, command: UsersCommand) -> Result<()> {
                 page.after = users.end_cursor;
             }
         }
-    }
-    Ok(())
-}
-
-pub async fn run_tokens(service: &Service, command: TokensCommand) -> Result<()> {
-    match command {
-        TokensCommand::Create { user, note } => {
-            let user = service.user_by_username(&OPERATOR, &user).await?;
-            let created = service
-                .create_access_token(&OPERATOR, user.id, &note)
+        UsersCommand::SetPassword { username } => {
+            let user = service.user_by_username(&OPERATOR, &username).await?;
+            let password = read_secret("New password: ", true)?;
+            service
+                .set_user_password(&OPERATOR, user.id, password)
                 .await?;
-            eprintln!(
-                "access token for {} (shown once; use `Authorization: token <value>`):",
+            println!(
+                "password set for {}; their sessions are ended",
                 user.username
             );
-            println!("{}", created.token.expose());
+        }
+        UsersCommand::RevokeSessions { username } => {
+            let user = service.user_by_username(&OPERATOR, &username).await?;
+            let ended = service.end_sessions(&OPERATOR, user.id).await?;
+            println!("ended {ended} session(s) of {}", user.username);
         }
     }
     Ok(())

@@ -25,6 +25,7 @@ pub struct ConfigFile {
     pub listen: Option<SocketAddr>,
     pub external_url: Option<url::Url>,
     pub session_ttl_hours: Option<u64>,
+    pub session_idle_timeout_hours: Option<u64>,
     pub code_host_timeout_secs: Option<u64>,
     pub recheck_interval_hours: Option<u64>,
     pub github_pr_interval_ms: Option<u64>,

@@ -63,6 +63,11 @@ uuid_id!(
     ChangesetId
 );
 
+uuid_id!(
+    /// Identifies an API access token (not the token itself).
+    AccessTokenId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ mod ids;
 mod input;
 
 pub use code_host::{CodeHostKind, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
-pub use ids::{ChangesetId, CodeHostId, CredentialId, UserId};
+pub use ids::{AccessTokenId, ChangesetId, CodeHostId, CredentialId, UserId};
 pub use input::{Password, Token, Username};
 
 /// Why a value from outside was refused. The message is shown to the caller,

@@ -7,6 +7,8 @@ use axum::http::{StatusCode, header};
 use axum_extra::extract::CookieJar;
 
 use super::{ApiError, AppState};
+use secrecy::SecretString;
+
 use crate::auth::Caller;
 
 /// The session cookie's name.
@@ -26,6 +28,9 @@ pub enum AuthMethod {
 pub struct RequestCaller {
     pub caller: Caller,
     pub method: AuthMethod,
+    /// The session cookie, when that is how the caller signed in: a
+    /// password change keeps this session and ends the others.
+    pub session: Option<SecretString>,
 }
 
 /// Accepts `token <value>` (Sourcegraph's form) and `Bearer <value>`.
@@ -59,6 +64,7 @@ impl FromRequestParts<AppState> for RequestCaller {
             return Ok(Self {
                 caller,
                 method: AuthMethod::AccessToken,
+                session: None,
             });
         }
         let jar = CookieJar::from_headers(&parts.headers);
@@ -67,11 +73,13 @@ impl FromRequestParts<AppState> for RequestCaller {
             return Ok(Self {
                 caller,
                 method: AuthMethod::SessionCookie,
+                session: Some(SecretString::from(cookie.value())),
             });
         }
         Ok(Self {
             caller: Caller::Anonymous,
             method: AuthMethod::None,
+            session: None,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Users, sign-in sessions and API access tokens.
+//! Users and signing in.
 
 use chrono::Utc;
 use secrecy::SecretString;
@@ -12,14 +12,7 @@ use crate::store::{NewUser, UserRecord};
 /// A new session's cookie value; shown to the browser once.
 pub struct SessionToken(pub RandomToken);
 
-/// An API access token, returned once at creation.
-pub struct CreatedAccessToken {
-    pub id: uuid::Uuid,
-    pub token: RandomToken,
-}
-
 const SESSION_PREFIX: &str = "bcs_";
-const ACCESS_TOKEN_PREFIX: &str = "bcp_";
 const BAD_CREDENTIALS: &str = "wrong username or password";
 
 impl Service {
@@ -179,72 +172,5 @@ impl Service {
 
     pub async fn sign_out(&self, session: &str) -> Result<()> {
         Ok(self.store.delete_session(&sha256_hex(session)).await?)
-    }
-
-    /// The caller a session cookie stands for. An expired session is
-    /// deleted and reported as such, so the browser can say "sign in again".
-    pub async fn caller_for_session(&self, session: &str) -> Result<Caller> {
-        let hash = sha256_hex(session);
-        let (user, expires_at) = self.store.find_session(&hash).await.map_err(|e| match e {
-            crate::store::Error::NotFound => {
-                Error::Unauthenticated("your session is invalid; sign in again".into())
-            }
-            other => other.into(),
-        })?;
-        if expires_at <= Utc::now() {
-            self.store.delete_session(&hash).await?;
-            return Err(Error::Unauthenticated(
-                "your session has expired; sign in again".into(),
-            ));
-        }
-        Ok(Caller::User(user))
-    }
-
-    /// The caller an API access token stands for.
-    pub async fn caller_for_access_token(&self, token: &str) -> Result<Caller> {
-        self.store
-            .find_user_by_access_token(&sha256_hex(token), Utc::now())
-            .await
-            .map(Caller::User)
-            .map_err(|e| match e {
-                crate::store::Error::NotFound => {
-                    Error::Unauthenticated("invalid access token".into())
-                }
-                other => other.into(),
-            })
-    }
-
-    /// Creates an API access token for a user (themselves, or a site admin
-    /// for them). The token is returned once and stored only as a hash.
-    pub async fn create_access_token(
-        &self,
-        caller: &Caller,
-        user_id: UserId,
-        note: &str,
-    ) -> Result<CreatedAccessToken> {
-        caller.require_acting_for(user_id)?;
-        let user = self
-            .store
-            .find_user(user_id)
-            .await
-            .map_err(not_found("user"))?;
-        let note = note.trim();
-        if note.chars().count() > 200 {
-            return Err(Error::InvalidInput(
-                "note must be at most 200 characters".into(),
-            ));
-        }
-        let token = RandomToken::generate(ACCESS_TOKEN_PREFIX)?;
-        let id = uuid::Uuid::now_v7();
-        self.store
-            .insert_access_token(id, user.id, &token.hash(), note, Utc::now())
-            .await?;
-        tracing::info!(user = %user.username, token_id = %id, "access token created");
-        Ok(CreatedAccessToken { id, token })
-    }
-
-    /// Deletes sessions past their expiry; run periodically by the server.
-    pub async fn purge_expired_sessions(&self) -> Result<u64> {
-        Ok(self.store.delete_expired_sessions(Utc::now()).await?)
     }
 }

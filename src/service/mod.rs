@@ -2,6 +2,7 @@
 //! GraphQL resolvers, HTTP handlers and the CLI all go through here, so
 //! authorization, validation and encryption happen the same way for all.
 
+mod access_tokens;
 mod accounts;
 mod checks;
 mod code_hosts;
@@ -10,8 +11,10 @@ mod keys;
 mod page;
 mod publish;
 mod resolution;
+mod sessions;
 
-pub use accounts::{CreatedAccessToken, SessionToken};
+pub use access_tokens::CreatedAccessToken;
+pub use accounts::SessionToken;
 pub use checks::RecheckReport;
 pub use code_hosts::{AddCodeHost, CodeHostView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
@@ -72,6 +75,7 @@ impl From<Denied> for Error {
             Denied::Unauthenticated => Self::Unauthenticated(denied.to_string()),
             Denied::NotSiteAdmin => Self::Forbidden(denied.to_string()),
             Denied::Hidden => Self::NotFound(denied.to_string()),
+            Denied::OnlyForYourself(_) => Self::Forbidden(denied.to_string()),
         }
     }
 }
@@ -116,6 +120,8 @@ pub struct ServiceSettings {
     /// Comment put on generated SSH public keys, e.g. `batchcred@host`.
     pub instance_name: String,
     pub session_ttl: Duration,
+    /// Sessions unused for this long are refused; `None` turns it off.
+    pub session_idle_timeout: Option<Duration>,
     /// How long one call to a code host may take.
     pub code_host_timeout: Duration,
     pub publish: PublishSettings,

@@ -12,9 +12,11 @@ mod credentials;
 mod sessions;
 mod users;
 
+pub use access_tokens::{AccessTokenRecord, NewAccessToken};
 pub use changesets::{ChangesetRecord, ChangesetState};
 pub use code_hosts::{CodeHostRecord, CodeHostUpdate, NewCodeHost};
 pub use credentials::{CheckState, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate};
+pub use sessions::SessionRecord;
 pub use users::{NewUser, UserRecord};
 
 use std::str::FromStr;

@@ -1,4 +1,5 @@
-//! Browser sessions, stored so that any replica accepts them.
+//! Browser sessions, stored so that any replica accepts them, and every
+//! replica sees a revoked session gone at once.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -6,6 +7,15 @@ use sqlx::Row;
 use super::users::{user_columns, user_from_row};
 use super::{Error, Result, Store, from_millis, to_millis};
 use crate::domain::UserId;
+
+/// A stored session, as the request that presents it needs it.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub user: super::UserRecord,
+    pub expires_at: DateTime<Utc>,
+    /// When a request last used it (to the minute), for the idle timeout.
+    pub last_seen_at: DateTime<Utc>,
+}
 
 impl Store {
     pub async fn insert_session(
@@ -16,8 +26,8 @@ impl Store {
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $3)",
         )
         .bind(token_hash)
         .bind(user_id.to_string())
@@ -28,25 +38,33 @@ impl Store {
         Ok(())
     }
 
-    /// The session's user and when the session expires.
-    pub async fn find_session(
-        &self,
-        token_hash: &str,
-    ) -> Result<(super::UserRecord, DateTime<Utc>)> {
+    /// The session with this hash: its user, expiry and last use.
+    pub async fn find_session(&self, token_hash: &str) -> Result<SessionRecord> {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
-            ", sessions.expires_at FROM sessions \
+            ", sessions.expires_at, sessions.last_seen_at FROM sessions \
              JOIN users ON users.id = sessions.user_id WHERE sessions.token_hash = $1"
         ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(Error::NotFound)?;
-        Ok((
-            user_from_row(&row)?,
-            from_millis(row.try_get("expires_at")?)?,
-        ))
+        Ok(SessionRecord {
+            user: user_from_row(&row)?,
+            expires_at: from_millis(row.try_get("expires_at")?)?,
+            last_seen_at: from_millis(row.try_get("last_seen_at")?)?,
+        })
+    }
+
+    /// Records that the session was used at `now`.
+    pub async fn touch_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+            .bind(to_millis(now))
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
@@ -57,12 +75,34 @@ impl Store {
         Ok(())
     }
 
-    /// Removes sessions that expired before `now`; returns how many.
-    pub async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(to_millis(now))
-            .execute(&self.pool)
-            .await?;
+    /// Ends every session of a user except `keep` (a session hash);
+    /// returns how many were ended.
+    pub async fn delete_user_sessions(&self, user_id: UserId, keep: Option<&str>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR token_hash <> $2)",
+        )
+        .bind(user_id.to_string())
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Removes sessions that expired before `now`, or, with an idle
+    /// cut-off, were last used before it; returns how many.
+    pub async fn delete_expired_sessions(
+        &self,
+        now: DateTime<Utc>,
+        idle_cutoff: Option<DateTime<Utc>>,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at <= $1 \
+             OR ($2 IS NOT NULL AND last_seen_at <= $2)",
+        )
+        .bind(to_millis(now))
+        .bind(idle_cutoff.map(to_millis))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 }

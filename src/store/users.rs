@@ -121,6 +121,43 @@ impl Store {
         Ok((user_from_row(&row)?, row.try_get("password_hash")?))
     }
 
+    /// A user's password hash, for checking their current password.
+    pub async fn find_password_hash(&self, id: UserId) -> Result<String> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok(row.try_get("password_hash")?)
+    }
+
+    /// Sets a user's password and ends all their sessions but `keep` (a
+    /// session hash), in one transaction: a stolen session never outlives
+    /// the password change that was meant to end it.
+    pub async fn set_password_and_end_sessions(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR token_hash <> $2)")
+            .bind(id.to_string())
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Users in creation order, starting after `after`.
     pub async fn list_users(&self, after: Option<UserId>, limit: i64) -> Result<Vec<UserRecord>> {
         let rows = sqlx::query(concat!(

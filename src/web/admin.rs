@@ -12,7 +12,7 @@ use super::auth_pages::NoFields;
 use super::csrf::CsrfForm;
 use super::session::WebCaller;
 use super::{Chrome, WebError, kinds};
-use crate::domain::{CodeHostId, CodeHostKind, GitUrlType, SshKeyAlgorithm};
+use crate::domain::{CodeHostId, CodeHostKind, GitUrlType, SshKeyAlgorithm, UserId};
 use crate::http::AppState;
 use crate::service::{AddCodeHost, Error, PageRequest};
 use crate::store::{CodeHostRecord, CodeHostUpdate, UserRecord};
@@ -248,6 +248,40 @@ struct UsersPage {
     users: Vec<UserRecord>,
     username: String,
     error: Option<String>,
+    /// What the last action did, from `?done=`.
+    notice: Option<&'static str>,
+    reset: Option<ResetDialog>,
+    /// The revoke-sessions confirmation.
+    revoke: Option<UserRecord>,
+}
+
+impl UsersPage {
+    /// Whether a row is the signed-in admin's own (who changes their
+    /// password and sessions under Settings → Security instead).
+    fn is_me(&self, user: &UserRecord) -> bool {
+        self.chrome.user.as_ref().is_some_and(|me| me.id == user.id)
+    }
+}
+
+/// The dialog that sets a user's password, with its error.
+struct ResetDialog {
+    user: UserRecord,
+    error: Option<String>,
+}
+
+/// Which dialog or notice the users page shows.
+#[derive(Deserialize, Default)]
+pub(super) struct UserDialogs {
+    reset: Option<String>,
+    revoke: Option<String>,
+    done: Option<String>,
+}
+
+/// The reset-password form.
+#[derive(Deserialize)]
+pub(super) struct ResetPasswordForm {
+    #[serde(default)]
+    new_password: String,
 }
 
 /// The create-user form.
@@ -266,25 +300,83 @@ async fn users(
     caller: &WebCaller,
     username: String,
     error: Option<String>,
+    dialogs: UserDialogs,
 ) -> Result<UsersPage, WebError> {
     let users = state
         .service
         .list_users(&caller.caller, &everything())
         .await?
         .items;
+    let find = |id: String| users.iter().find(|u| u.id.to_string() == id).cloned();
+    let reset = dialogs
+        .reset
+        .and_then(find)
+        .map(|user| ResetDialog { user, error: None });
+    let revoke = dialogs.revoke.and_then(find);
+    let notice = match dialogs.done.as_deref() {
+        Some("password") => Some("The password was reset and the user's sessions were ended."),
+        Some("sessions") => Some("The user's sessions were ended."),
+        _ => None,
+    };
     Ok(UsersPage {
         chrome: Chrome::new(caller, "admin-users"),
         users,
         username,
         error,
+        notice,
+        reset,
+        revoke,
     })
 }
 
 pub(super) async fn users_page(
     State(state): State<AppState>,
     caller: WebCaller,
+    Query(dialogs): Query<UserDialogs>,
 ) -> Result<Response, WebError> {
-    super::render(&users(&state, &caller, String::new(), None).await?)
+    super::render(&users(&state, &caller, String::new(), None, dialogs).await?)
+}
+
+/// Sets a user's password and ends their sessions.
+pub(super) async fn reset_password(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<ResetPasswordForm>,
+) -> Result<Response, WebError> {
+    let id: UserId = id.parse().map_err(Error::from)?;
+    let password = SecretString::from(form.new_password);
+    let message = match state
+        .service
+        .set_user_password(&caller.caller, id, password)
+        .await
+    {
+        Ok(()) => return Ok(Redirect::to(&format!("{USERS}?done=password")).into_response()),
+        Err(Error::InvalidInput(message)) => message,
+        Err(other) => return Err(other.into()),
+    };
+    let dialogs = UserDialogs {
+        reset: Some(id.to_string()),
+        ..UserDialogs::default()
+    };
+    let mut page = users(&state, &caller, String::new(), None, dialogs).await?;
+    if let Some(reset) = &mut page.reset {
+        reset.error = Some(message);
+    }
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+}
+
+/// Ends every session of a user (signs them out everywhere). The service
+/// allows this to site admins, and to users for themselves only.
+pub(super) async fn revoke_sessions(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> Result<Response, WebError> {
+    let id: UserId = id.parse().map_err(Error::from)?;
+    state.service.end_sessions(&caller.caller, id).await?;
+    Ok(Redirect::to(&format!("{USERS}?done=sessions")).into_response())
 }
 
 pub(super) async fn create_user(
@@ -307,6 +399,13 @@ pub(super) async fn create_user(
         Err(Error::InvalidInput(message) | Error::Conflict(message)) => message,
         Err(other) => return Err(other.into()),
     };
-    let page = users(&state, &caller, form.username, Some(message)).await?;
+    let page = users(
+        &state,
+        &caller,
+        form.username,
+        Some(message),
+        UserDialogs::default(),
+    )
+    .await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
 }

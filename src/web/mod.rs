@@ -8,12 +8,14 @@
 //! turned into modals by a few lines of JavaScript; without it they still
 //! work as inline panels.
 
+mod access_tokens;
 mod admin;
 mod auth_pages;
 mod batch_changes;
 mod csrf;
 mod error;
 mod kinds;
+mod security;
 mod session;
 
 pub use error::WebError;
@@ -64,6 +66,23 @@ pub fn router() -> Router<AppState> {
             "/user/settings/batch-changes/credentials/{id}/confirm-key",
             post(batch_changes::confirm_ssh_key),
         )
+        .route(
+            access_tokens::PATH,
+            get(access_tokens::show).post(access_tokens::create),
+        )
+        .route(
+            "/user/settings/access-tokens/{id}/delete",
+            post(access_tokens::revoke),
+        )
+        .route(security::PATH, get(security::show))
+        .route(
+            "/user/settings/security/password",
+            post(security::change_password),
+        )
+        .route(
+            "/user/settings/security/sign-out-everywhere",
+            post(security::sign_out_everywhere),
+        )
         .route("/site-admin", get(admin::root))
         .route(
             "/site-admin/batch-changes",
@@ -97,6 +116,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/site-admin/users",
             get(admin::users_page).post(admin::create_user),
+        )
+        .route(
+            "/site-admin/users/{id}/password",
+            post(admin::reset_password),
+        )
+        .route(
+            "/site-admin/users/{id}/revoke-sessions",
+            post(admin::revoke_sessions),
         )
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))

@@ -43,10 +43,11 @@ fn expected(operation: Operation) -> [Outcome; 4] {
     use Operation::*;
     match operation {
         ViewUserCodeHosts | ViewUserCredential => [UNAUTH, Allowed, Null, Allowed],
-        CreateUserCredential
-        | CheckUserCredential
-        | DeleteUserCredential
-        | CreateAccessTokenForA => [UNAUTH, Allowed, NOT_FOUND, Allowed],
+        CreateUserCredential | CheckUserCredential | DeleteUserCredential => {
+            [UNAUTH, Allowed, NOT_FOUND, Allowed]
+        }
+        // Tokens are minted for yourself only, site admins included.
+        CreateAccessTokenForA => [UNAUTH, Allowed, NOT_FOUND, FORBIDDEN],
         DeleteSiteCredential => [UNAUTH, NOT_FOUND, NOT_FOUND, Allowed],
         ViewSiteCodeHosts | CreateSiteCredential | AddCodeHost | DeleteCodeHost | ListUsers
         | CreateUser => [UNAUTH, FORBIDDEN, FORBIDDEN, Allowed],

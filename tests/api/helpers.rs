@@ -68,6 +68,7 @@ pub struct TestApp {
 /// Options for [`spawn_app_with`].
 pub struct AppOptions {
     pub session_ttl: Duration,
+    pub session_idle_timeout: Option<Duration>,
     pub code_host_timeout: Duration,
     pub recheck_interval: Option<Duration>,
     pub publish: PublishSettings,
@@ -81,6 +82,7 @@ impl Default for AppOptions {
     fn default() -> Self {
         Self {
             session_ttl: Duration::from_secs(3600),
+            session_idle_timeout: None,
             code_host_timeout: Duration::from_secs(10),
             recheck_interval: None,
             // Tests run against emulators: no pacing, short waits.
@@ -160,6 +162,7 @@ async fn start(
         listen: "127.0.0.1:0".parse().expect("addr"),
         external_url: "http://batchcred.test".parse().expect("url"),
         session_ttl: options.session_ttl,
+        session_idle_timeout: options.session_idle_timeout,
         code_host_timeout: options.code_host_timeout,
         recheck_interval: options.recheck_interval,
         publish: options.publish,

@@ -20,5 +20,6 @@ mod seal_binding;
 mod secrets;
 #[path = "../support/mod.rs"]
 mod support;
+mod tokens_sessions;
 mod validation;
 mod web;

@@ -7,13 +7,13 @@ use reqwest::redirect::Policy;
 use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, unique_token};
 
 /// A browser: a cookie jar, no automatic redirects.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
     client: reqwest::Client,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         let client = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(Policy::none())
@@ -22,20 +22,20 @@ impl<'a> Browser<'a> {
         Self { app, client }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let response = self.client.get(self.app.url(path)).send().await.unwrap();
         (response.status(), response.text().await.unwrap())
     }
 
     /// The CSRF token of the first form on a page.
-    async fn csrf(&self, path: &str) -> String {
+    pub(crate) async fn csrf(&self, path: &str) -> String {
         let (status, body) = self.get(path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         let start = body.find("name=\"csrf\" value=\"").expect("a form") + 19;
         body[start..].split('"').next().unwrap().to_owned()
     }
 
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -50,7 +50,11 @@ impl<'a> Browser<'a> {
         (response.status(), response.text().await.unwrap())
     }
 
-    async fn post_owned(&self, path: &str, fields: &[(String, String)]) -> (StatusCode, String) {
+    pub(crate) async fn post_owned(
+        &self,
+        path: &str,
+        fields: &[(String, String)],
+    ) -> (StatusCode, String) {
         let fields: Vec<(&str, &str)> = fields
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -58,7 +62,7 @@ impl<'a> Browser<'a> {
         self.post(path, &fields).await
     }
 
-    async fn sign_in(&self, username: &str) {
+    pub(crate) async fn sign_in(&self, username: &str) {
         let csrf = self.csrf("/sign-in").await;
         let (status, body) = self
             .post(

@@ -24,6 +24,8 @@ for (const button of document.querySelectorAll("button[data-copy]")) {
       document.execCommand("copy");
     }
     button.textContent = "Copied";
-    if (status) status.textContent = "The public key is on your clipboard.";
+    if (status) {
+      status.textContent = button.dataset.copied || "The public key is on your clipboard.";
+    }
   });
 }
