@@ -32,6 +32,12 @@ pub enum Denied {
     /// a thing that does not exist, so ids cannot be probed.
     #[error("not found")]
     Hidden,
+    /// A site admin asked to publish as another user: that takes the
+    /// user's own session or access token.
+    #[error(
+        "site admins publish only as themselves: publishing for another user takes that user's own session or access token"
+    )]
+    NotThemselves,
 }
 
 impl Caller {
@@ -82,6 +88,22 @@ impl Caller {
         }
     }
 
+    /// Publishing on a user's account, with their personal credential:
+    /// only that user themselves (their session or access token), or the
+    /// local operator, who holds the database and keyring anyway. Unlike
+    /// [`Caller::require_acting_for`], site admins are not let through:
+    /// pull requests would appear under the user's own code host identity
+    /// without them having asked for it.
+    pub fn require_publishing_as(&self, user_id: UserId) -> Result<(), Denied> {
+        match self {
+            Self::Anonymous => Err(Denied::Unauthenticated),
+            Self::User(user) if user.id == user_id => Ok(()),
+            Self::User(user) if user.site_admin => Err(Denied::NotThemselves),
+            Self::User(_) => Err(Denied::Hidden),
+            Self::Operator => Ok(()),
+        }
+    }
+
     /// Reading or changing a credential: the owner's rights for user
     /// credentials, site admin for global ones.
     pub fn require_credential_access(&self, owner: CredentialOwner) -> Result<(), Denied> {
@@ -125,6 +147,25 @@ mod tests {
             Err(Denied::Unauthenticated)
         );
         assert_eq!(Caller::Operator.require_acting_for(bob_id), Ok(()));
+    }
+
+    #[test]
+    fn only_users_themselves_and_the_operator_publish_as_a_user() {
+        let (alice_id, alice) = user(false);
+        let (bob_id, _) = user(false);
+        let (admin_id, admin) = user(true);
+        assert_eq!(alice.require_publishing_as(alice_id), Ok(()));
+        assert_eq!(alice.require_publishing_as(bob_id), Err(Denied::Hidden));
+        assert_eq!(admin.require_publishing_as(admin_id), Ok(()));
+        assert_eq!(
+            admin.require_publishing_as(bob_id),
+            Err(Denied::NotThemselves)
+        );
+        assert_eq!(Caller::Operator.require_publishing_as(bob_id), Ok(()));
+        assert_eq!(
+            Caller::Anonymous.require_publishing_as(bob_id),
+            Err(Denied::Unauthenticated)
+        );
     }
 
     #[test]

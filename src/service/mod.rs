@@ -3,6 +3,7 @@
 //! authorization, validation and encryption happen the same way for all.
 
 mod accounts;
+mod changesets;
 mod checks;
 mod code_hosts;
 mod credentials;
@@ -17,7 +18,10 @@ pub use code_hosts::{AddCodeHost, CodeHostView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
 pub use keys::{KeyStatus, ReencryptReport};
 pub use page::{Page, PageRequest};
-pub use publish::{ChangesetReport, OnReport, PublishResult, PublishSettings, PublishedChangeset};
+pub use publish::{
+    ChangesetReport, MAX_PUBLISH_CONCURRENCY, OnReport, PublishResult, PublishSettings,
+    PublishedChangeset,
+};
 pub use resolution::{CredentialSource, ResolvedCredential};
 
 use std::sync::Arc;
@@ -62,7 +66,7 @@ impl From<Denied> for Error {
     fn from(denied: Denied) -> Self {
         match denied {
             Denied::Unauthenticated => Self::Unauthenticated(denied.to_string()),
-            Denied::NotSiteAdmin => Self::Forbidden(denied.to_string()),
+            Denied::NotSiteAdmin | Denied::NotThemselves => Self::Forbidden(denied.to_string()),
             Denied::Hidden => Self::NotFound(denied.to_string()),
         }
     }
@@ -122,6 +126,9 @@ pub struct Service {
     code_hosts: ApiClient,
     /// Spaces out pull requests per code host, shared by all publishes.
     pacer: crate::publish::Pacer,
+    /// Bounds git work on the whole server and per user, shared by all
+    /// publishes.
+    git_jobs: crate::publish::GitJobs,
 }
 
 impl Service {
@@ -131,9 +138,13 @@ impl Service {
         Ok(Self {
             store,
             encryptor,
-            settings: Arc::new(settings),
             code_hosts,
             pacer: crate::publish::Pacer::default(),
+            git_jobs: crate::publish::GitJobs::new(
+                settings.publish.max_git_jobs,
+                settings.publish.max_git_jobs_per_user,
+            ),
+            settings: Arc::new(settings),
         })
     }
 

@@ -86,6 +86,7 @@ impl Default for AppOptions {
                     default_wait: Duration::from_secs(1),
                     ..batchcred::publish::Backoff::default()
                 },
+                ..PublishSettings::default()
             },
         }
     }

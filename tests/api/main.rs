@@ -13,6 +13,7 @@ mod helpers;
 mod limits;
 mod publish;
 mod publish_cli;
+mod publish_guard;
 mod resolution;
 mod schema;
 mod secrets;
