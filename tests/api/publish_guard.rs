@@ -111,6 +111,32 @@ async fn default_and_base_branches_are_never_pushed_to(backend: Backend) {
         .unwrap_err();
     assert!(error.to_string().contains("default branch"), "{error}");
 
+    // Bitbucket Server names it through another endpoint.
+    w.app
+        .add_code_host(
+            &w.admin,
+            "BITBUCKETSERVER",
+            &w.emulator.url("bitbucket"),
+            "HTTP",
+        )
+        .await;
+    w.add_credential(Some(&w.alice), "BITBUCKETSERVER", "bitbucket", "BBDC-alice")
+        .await;
+    w.emulator.set_default_branch("acme/docs", "develop");
+    let mut spec = w.spec("bitbucket", "acme/docs", "develop");
+    spec.base_branch = "main".into();
+    let error = service
+        .publish_changeset(&as_alice, w.alice.id, &spec)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("is the default branch of acme/docs"),
+        "{error}"
+    );
+    assert_eq!(branch_sha(&w.git.repo_path("docs"), "develop"), None);
+
     // The base branch, however spelt, and names git reads as other refs:
     // refused before the code host is asked.
     let asked = w.emulator.seen().len();
@@ -634,5 +660,50 @@ async fn git_work_is_bounded_across_requests_and_users() {
     assert!(
         !overlaps.exists(),
         "two pushes ran at once with one git job allowed"
+    );
+}
+
+#[tokio::test]
+async fn the_operator_publishes_a_local_commit_resolved_by_hardened_git() {
+    let w = world(Backend::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    let api = w.git.repo_path("api");
+    git(
+        work.path(),
+        &["clone", "--quiet", api.to_str().unwrap(), "."],
+    );
+    std::fs::write(work.path().join("README.md"), "hello\nlocal\n").unwrap();
+    git(work.path(), &["commit", "--quiet", "-am", "Local change"]);
+    let sha = git(work.path(), &["rev-parse", "HEAD"]).trim().to_owned();
+    let mut spec = w.spec("github", "acme/api", "batch/local");
+    spec.change = ChangeSpec::Commit {
+        repo: work.path().to_owned(),
+        rev: "HEAD".into(),
+    };
+    let published = w
+        .app
+        .service
+        .publish_changeset(&Caller::Operator, w.alice.id, &spec)
+        .await
+        .unwrap();
+    assert_eq!(published.commit.as_deref(), Some(sha.as_str()));
+    assert_eq!(branch_sha(&api, "batch/local"), Some(sha));
+
+    spec.change = ChangeSpec::Commit {
+        repo: work.path().to_owned(),
+        rev: "no-such-branch".into(),
+    };
+    let error = w
+        .app
+        .service
+        .publish_changeset(&Caller::Operator, w.alice.id, &spec)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidInput(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("\"no-such-branch\" is not a commit in"),
+        "{error}"
     );
 }
