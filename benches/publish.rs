@@ -94,6 +94,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
         publish: PublishSettings {
             github_pull_request_interval: Duration::ZERO,
             backoff: Backoff::default(),
+            ..PublishSettings::default()
         },
     };
     let server = Server::build(&store, &config).await.unwrap();

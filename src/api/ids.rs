@@ -5,7 +5,7 @@ use async_graphql::ID;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::domain::{AccessTokenId, CodeHostId, CredentialId, UserId};
+use crate::domain::{AccessTokenId, ChangesetId, CodeHostId, CredentialId, UserId};
 use crate::service::Error;
 use crate::store::CredentialOwner;
 
@@ -13,6 +13,7 @@ const USER: &str = "User";
 const CREDENTIAL: &str = "BatchChangesCredential";
 const CODE_HOST: &str = "CodeHost";
 const ACCESS_TOKEN: &str = "AccessToken";
+const CHANGESET: &str = "Changeset";
 
 fn marshal(kind: &str, spec: &str) -> ID {
     let json = serde_json::Value::String(spec.to_owned()).to_string();
@@ -67,6 +68,10 @@ pub(super) fn parse_credential_id(id: &ID) -> Result<CredentialId, Error> {
 
 pub(super) fn code_host_id(id: CodeHostId) -> ID {
     marshal(CODE_HOST, &id.to_string())
+}
+
+pub(super) fn changeset_id(id: ChangesetId) -> ID {
+    marshal(CHANGESET, &id.to_string())
 }
 
 pub(super) fn parse_code_host_id(id: &ID) -> Result<CodeHostId, Error> {

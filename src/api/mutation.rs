@@ -19,7 +19,11 @@ use crate::store::CodeHostUpdate;
 /// Write operations: these, and publishing ([`super::publish`]).
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "MutationRoot")]
-pub struct MutationRoot(CoreMutation, super::publish::PublishMutation);
+pub struct MutationRoot(
+    CoreMutation,
+    super::publish::PublishMutation,
+    super::publish::ChangesetMutation,
+);
 
 /// Accounts, code hosts and credentials.
 #[derive(Default)]

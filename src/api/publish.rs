@@ -3,16 +3,14 @@
 //! CLI, which runs where the repository is.
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
 
 use super::context_parts;
 use super::error::{IntoGraphql, to_graphql};
 use super::ids;
 use crate::publish::{ChangeSpec, ChangesetSpec};
-use crate::service::{ChangesetReport, Error, PublishResult};
-
-/// Most changesets one call may publish; more belong in `batchcred publish`.
-const MAX_CHANGESETS: usize = 1000;
-const MAX_CONCURRENCY: i32 = 32;
+use crate::service::{ChangesetReport, Error, MAX_PUBLISH_CONCURRENCY, PublishResult};
+use crate::store::ChangesetRecord;
 
 /// One changeset to publish.
 #[derive(InputObject)]
@@ -124,10 +122,12 @@ pub struct PublishMutation;
 
 #[Object]
 impl PublishMutation {
-    /// Publishes changesets on `user`'s behalf (default: the caller) with
-    /// their credential for each code host, else the global one. Each
-    /// changeset's branch is pushed and its pull request opened, or updated
-    /// if one is open; one failing does not stop the others.
+    /// Publishes changesets as `user` (default: the caller; anyone else,
+    /// site admins included, is refused: publishing for a user takes their
+    /// own session or access token) with their credential for each code
+    /// host, else the global one. Each changeset's branch is pushed and its
+    /// pull request opened, or updated if one is open; one failing does not
+    /// stop the others. At most `concurrency` (1–64) at a time.
     async fn publish_changesets(
         &self,
         ctx: &Context<'_>,
@@ -144,17 +144,83 @@ impl PublishMutation {
                 .ok_or_else(|| Error::Unauthenticated("sign in first".into()))
                 .gql()?,
         };
-        if changesets.len() > MAX_CHANGESETS {
-            return Err(async_graphql::Error::new(format!(
-                "at most {MAX_CHANGESETS} changesets per call; use `batchcred publish` for more"
-            )));
-        }
+        let concurrency = usize::try_from(concurrency)
+            .map_err(|_| {
+                Error::InvalidInput(format!(
+                    "concurrency must be between 1 and {MAX_PUBLISH_CONCURRENCY}"
+                ))
+            })
+            .gql()?;
         let specs = changesets.into_iter().map(ChangesetSpec::from).collect();
-        let concurrency = concurrency.clamp(1, MAX_CONCURRENCY) as usize;
         let reports = service
             .publish_changesets(caller, user, specs, concurrency, None)
             .await
             .gql()?;
         Ok(reports.into_iter().map(ChangesetResult::from).collect())
+    }
+}
+
+/// A recorded changeset: one head branch of a repository, and who owns it.
+#[derive(SimpleObject)]
+pub struct Changeset {
+    id: ID,
+    repository: String,
+    base_branch: String,
+    head_branch: String,
+    /// `pending`, `pushed`, `published` or `failed`.
+    state: String,
+    #[graphql(name = "pullRequestURL")]
+    pull_request_url: Option<String>,
+    /// The user it belongs to: the only one who may publish it.
+    owner: ID,
+    /// Set by a hand-over: the owner before it.
+    previous_owner: Option<ID>,
+    /// The site admin who handed it over (null with `handedOverAt` set: the
+    /// local operator, from the CLI).
+    handed_over_by: Option<ID>,
+    handed_over_at: Option<DateTime<Utc>>,
+}
+
+impl From<ChangesetRecord> for Changeset {
+    fn from(record: ChangesetRecord) -> Self {
+        Self {
+            id: ids::changeset_id(record.id),
+            repository: record.repository,
+            base_branch: record.base_branch,
+            head_branch: record.head_branch,
+            state: record.state.as_str().to_owned(),
+            pull_request_url: record.pr_url,
+            owner: ids::user_id(record.user_id),
+            previous_owner: record.previous_user_id.map(ids::user_id),
+            handed_over_by: record.handed_over_by.map(ids::user_id),
+            handed_over_at: record.handed_over_at,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ChangesetMutation;
+
+#[Object]
+impl ChangesetMutation {
+    /// Hands the changeset for `headBranch` of `repository` on the code host
+    /// at `codeHost` over to `user` (site admins only): from then on only
+    /// `user` may publish it. The previous owner, who handed it over and
+    /// when are recorded with it.
+    async fn hand_over_changeset(
+        &self,
+        ctx: &Context<'_>,
+        code_host: String,
+        repository: String,
+        head_branch: String,
+        user: ID,
+    ) -> async_graphql::Result<Changeset> {
+        let (service, caller) = context_parts(ctx)?;
+        let to = ids::parse_user_id(&user).gql()?;
+        let record = service
+            .hand_over_changeset(caller, &code_host, &repository, &head_branch, to)
+            .await
+            .gql()?;
+        Ok(record.into())
     }
 }

@@ -101,6 +101,25 @@ impl Caller {
         }
     }
 
+    /// Publishing on a user's account, with their personal credential:
+    /// only that user themselves (their session or access token), or the
+    /// local operator, who holds the database and keyring anyway. Unlike
+    /// [`Caller::require_acting_for`], site admins are not let through:
+    /// pull requests would appear under the user's own code host identity
+    /// without them having asked for it.
+    pub fn require_publishing_as(&self, user_id: UserId) -> Result<(), Denied> {
+        match self {
+            Self::Anonymous => Err(Denied::Unauthenticated),
+            Self::User(user) if user.id == user_id => Ok(()),
+            Self::User(user) if user.site_admin => Err(Denied::OnlyForYourself(
+                "site admins publish only as themselves: publishing for another user \
+                 takes that user's own session or access token",
+            )),
+            Self::User(_) => Err(Denied::Hidden),
+            Self::Operator => Ok(()),
+        }
+    }
+
     /// Setting another user's password without knowing the old one: site
     /// admins (for others; their own goes through the current password)
     /// and the operator.
@@ -194,6 +213,25 @@ mod tests {
         assert_eq!(
             Caller::Operator.require_password_reset_for(alice_id),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn only_users_themselves_and_the_operator_publish_as_a_user() {
+        let (alice_id, alice) = user(false);
+        let (bob_id, _) = user(false);
+        let (admin_id, admin) = user(true);
+        assert_eq!(alice.require_publishing_as(alice_id), Ok(()));
+        assert_eq!(alice.require_publishing_as(bob_id), Err(Denied::Hidden));
+        assert_eq!(admin.require_publishing_as(admin_id), Ok(()));
+        assert!(matches!(
+            admin.require_publishing_as(bob_id),
+            Err(Denied::OnlyForYourself(_))
+        ));
+        assert_eq!(Caller::Operator.require_publishing_as(bob_id), Ok(()));
+        assert_eq!(
+            Caller::Anonymous.require_publishing_as(bob_id),
+            Err(Denied::Unauthenticated)
         );
     }
 

@@ -2,6 +2,7 @@
 //! directly on the local store as the operator, through the same service
 //! layer the API uses.
 
+mod changesets;
 mod codehosts;
 mod credentials;
 mod input;
@@ -115,6 +116,9 @@ enum Command {
     /// Publish the changesets a spec file lists (push each branch, open or
     /// update its pull request); resumes where an interrupted run stopped.
     Publish(publish::PublishArgs),
+    /// Manage published changesets (hand one over to another user).
+    #[command(subcommand)]
+    Changesets(changesets::ChangesetsCommand),
     /// Print the GraphQL schema (SDL).
     Schema,
 }
@@ -148,6 +152,7 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Credentials(command) => credentials::run(&local.open().await?, command).await,
         Command::Keys(command) => keys::run(&local, command).await,
         Command::Publish(args) => publish::run(&local.open().await?, args).await,
+        Command::Changesets(command) => changesets::run(&local.open().await?, command).await,
     }
 }
 

@@ -58,6 +58,23 @@ pub struct ServeArgs {
     /// host asking for longer fails the changeset instead [default: 900].
     #[arg(long, env = "BATCHCRED_MAX_RATE_LIMIT_WAIT_SECS")]
     max_rate_limit_wait_secs: Option<u64>,
+
+    /// Git jobs (fetch, apply, push) publishing may run at once on this
+    /// server, all users together [default: twice the cores, 2 to 32].
+    #[arg(long, env = "BATCHCRED_MAX_GIT_JOBS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_git_jobs: Option<u64>,
+
+    /// Git jobs one user's publishing may run at once [default: 4].
+    #[arg(long, env = "BATCHCRED_MAX_GIT_JOBS_PER_USER", value_parser = clap::value_parser!(u64).range(1..))]
+    max_git_jobs_per_user: Option<u64>,
+
+    /// The most changesets one API request may publish [default: 1000].
+    #[arg(long, env = "BATCHCRED_MAX_CHANGESETS_PER_REQUEST", value_parser = clap::value_parser!(u64).range(1..))]
+    max_changesets_per_request: Option<u64>,
+
+    /// The largest diff a changeset may carry, in KiB [default: 10240].
+    #[arg(long, env = "BATCHCRED_MAX_PATCH_KIB", value_parser = clap::value_parser!(u64).range(1..))]
+    max_patch_kib: Option<u64>,
 }
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -96,6 +113,30 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
     let max_wait = args
         .max_rate_limit_wait_secs
         .or(file.max_rate_limit_wait_secs);
+    let defaults = PublishSettings::default();
+    // Zero would stop publishing altogether: treated as 1.
+    let count = |value: Option<u64>, default: usize| {
+        value.map_or(default, |n| usize::try_from(n.max(1)).unwrap_or(usize::MAX))
+    };
+    let git_jobs = count(
+        args.max_git_jobs.or(file.max_git_jobs),
+        defaults.max_git_jobs,
+    );
+    let git_jobs_per_user = count(
+        args.max_git_jobs_per_user.or(file.max_git_jobs_per_user),
+        defaults.max_git_jobs_per_user,
+    );
+    let changesets_per_request = count(
+        args.max_changesets_per_request
+            .or(file.max_changesets_per_request),
+        defaults.max_changesets_per_request,
+    );
+    let patch_bytes = args
+        .max_patch_kib
+        .or(file.max_patch_kib)
+        .map_or(defaults.max_patch_bytes, |kib| {
+            usize::try_from(kib.max(1).saturating_mul(1024)).unwrap_or(usize::MAX)
+        });
     Ok(ServerConfig {
         listen,
         external_url,
@@ -117,6 +158,10 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
                 max_wait: Duration::from_secs(max_wait.unwrap_or(900)),
                 ..Backoff::default()
             },
+            max_git_jobs: git_jobs,
+            max_git_jobs_per_user: git_jobs_per_user,
+            max_changesets_per_request: changesets_per_request,
+            max_patch_bytes: patch_bytes,
         },
     })
 }

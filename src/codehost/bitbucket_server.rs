@@ -63,6 +63,13 @@ struct Pull {
     links: Links,
 }
 
+/// `GET …/branches/default`.
+#[derive(Deserialize)]
+struct Branch {
+    #[serde(rename = "displayId")]
+    display_id: String,
+}
+
 /// A 409 answer to creating a pull request that already exists.
 #[derive(Deserialize)]
 struct Conflict {
@@ -134,6 +141,26 @@ impl BitbucketServer {
 }
 
 impl BitbucketServer {
+    /// The repository's default branch (the repository API does not say);
+    /// `None` for an empty repository, or a server without the endpoint.
+    async fn default_branch(
+        &self,
+        repository_path: &str,
+        token: &SecretString,
+    ) -> Result<Option<String>, Error> {
+        let path = format!("{repository_path}/branches/default");
+        let request = self.request(Method::GET, &path, token);
+        let response = self.api.send(&self.target, request, token).await?;
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::NO_CONTENT => Ok(None),
+            status if status.is_success() => {
+                let branch: Branch = http::read_json(&self.target, &path, response).await?;
+                Ok(Some(branch.display_id))
+            }
+            _ => Err(http::unexpected(&self.target, &path, response, token).await),
+        }
+    }
+
     fn split<'a>(&self, repository: &'a str) -> Result<(&'a str, &'a str), Error> {
         split_repository(repository).ok_or_else(|| Error::RepositoryNotFound {
             target: self.target.clone(),
@@ -191,7 +218,7 @@ impl CodeHostApi for BitbucketServer {
                 )
             }),
             ssh_clone_url: clone("ssh"),
-            default_branch: None,
+            default_branch: self.default_branch(&path, token).await?,
         })
     }
 

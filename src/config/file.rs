@@ -30,6 +30,10 @@ pub struct ConfigFile {
     pub recheck_interval_hours: Option<u64>,
     pub github_pr_interval_ms: Option<u64>,
     pub max_rate_limit_wait_secs: Option<u64>,
+    pub max_git_jobs: Option<u64>,
+    pub max_git_jobs_per_user: Option<u64>,
+    pub max_changesets_per_request: Option<u64>,
+    pub max_patch_kib: Option<u64>,
 }
 
 impl ConfigFile {

@@ -4,6 +4,7 @@
 
 mod access_tokens;
 mod accounts;
+mod changesets;
 mod checks;
 mod code_hosts;
 mod credentials;
@@ -20,7 +21,10 @@ pub use code_hosts::{AddCodeHost, CodeHostView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
 pub use keys::{KeyStatus, KeyUse, ReencryptReport};
 pub use page::{Page, PageRequest};
-pub use publish::{ChangesetReport, OnReport, PublishResult, PublishSettings, PublishedChangeset};
+pub use publish::{
+    ChangesetReport, MAX_PUBLISH_CONCURRENCY, OnReport, PublishResult, PublishSettings,
+    PublishedChangeset,
+};
 pub use resolution::{CredentialSource, ResolvedCredential};
 
 use std::sync::Arc;
@@ -139,6 +143,9 @@ pub struct Service {
     /// Bounds the token checks in flight across the whole server (on add,
     /// on request, in the background), whoever asks.
     token_checks: Arc<tokio::sync::Semaphore>,
+    /// Bounds git work on the whole server and per user, shared by all
+    /// publishes.
+    git_jobs: crate::publish::GitJobs,
 }
 
 /// Token checks one server runs against code hosts at once; more wait.
@@ -151,10 +158,14 @@ impl Service {
         Ok(Self {
             store,
             encryptor,
-            settings: Arc::new(settings),
             code_hosts,
             pacer: crate::publish::Pacer::default(),
             token_checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_TOKEN_CHECKS)),
+            git_jobs: crate::publish::GitJobs::new(
+                settings.publish.max_git_jobs,
+                settings.publish.max_git_jobs_per_user,
+            ),
+            settings: Arc::new(settings),
         })
     }
 

@@ -12,16 +12,31 @@ use crate::auth::Caller;
 use crate::codehost::{self, CodeHostApi, PullRequestDraft};
 use crate::domain::{ChangesetId, CodeHostKind, CodeHostUrl, GitUrlType, UserId};
 use crate::publish::git::{self, Change, GitAuth, PushError, PushRequest};
-use crate::publish::{Backoff, ChangeSpec, ChangesetSpec};
+use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, default_git_jobs, remote};
 use crate::store::{ChangesetRecord, ChangesetState, CodeHostRecord};
 
-/// How publishing treats the code hosts.
+/// The most changesets published at once that a caller may ask for; the
+/// git work itself is further bounded by [`PublishSettings::max_git_jobs`]
+/// and [`PublishSettings::max_git_jobs_per_user`].
+pub const MAX_PUBLISH_CONCURRENCY: usize = 64;
+
+/// How publishing treats the code hosts and the machine.
 #[derive(Debug, Clone, Copy)]
 pub struct PublishSettings {
     /// The least time between two pull requests opened on one GitHub code
     /// host (its secondary rate limits punish bursts).
     pub github_pull_request_interval: Duration,
     pub backoff: Backoff,
+    /// Git jobs (fetch, apply, push) running at once on the server, for
+    /// every request and user together.
+    pub max_git_jobs: usize,
+    /// Git jobs running at once for one user.
+    pub max_git_jobs_per_user: usize,
+    /// The most changesets one API request may carry (the CLI operator's
+    /// spec files are not limited).
+    pub max_changesets_per_request: usize,
+    /// The largest diff accepted, in bytes.
+    pub max_patch_bytes: usize,
 }
 
 impl Default for PublishSettings {
@@ -29,6 +44,10 @@ impl Default for PublishSettings {
         Self {
             github_pull_request_interval: Duration::from_secs(1),
             backoff: Backoff::default(),
+            max_git_jobs: default_git_jobs(),
+            max_git_jobs_per_user: 4,
+            max_changesets_per_request: 1000,
+            max_patch_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -80,14 +99,24 @@ pub struct ChangesetReport {
 /// Called as each changeset finishes (progress output).
 pub type OnReport = Arc<dyn Fn(&ChangesetReport) + Send + Sync>;
 
-fn push_error(spec: &ChangesetSpec, error: PushError) -> Error {
-    let message = format!(
-        "pushing {} to {}:{} failed: {error}",
-        spec.head_branch, spec.code_host, spec.repository
-    );
-    match error {
-        PushError::Unreachable(_) => Error::CodeHostUnavailable(message),
-        _ => Error::PublishFailed(message),
+/// `expected_head` is what the push required the branch to be at.
+fn push_error(spec: &ChangesetSpec, expected_head: Option<&str>, error: PushError) -> Error {
+    let (head, host, repository) = (&spec.head_branch, &spec.code_host, &spec.repository);
+    match (error, expected_head) {
+        (PushError::BranchMoved(_), Some(_)) => Error::PublishFailed(format!(
+            "branch {head} on {host}:{repository} was changed outside batchcred (it is not at \
+             the commit batchcred last pushed); refusing to overwrite it"
+        )),
+        (PushError::BranchMoved(_), None) => Error::PublishFailed(format!(
+            "branch {head} already exists on {host}:{repository} and was not created by \
+             batchcred for this changeset; refusing to overwrite it (choose another head branch)"
+        )),
+        (error @ PushError::Unreachable(_), _) => Error::CodeHostUnavailable(format!(
+            "pushing {head} to {host}:{repository} failed: {error}"
+        )),
+        (error, _) => Error::PublishFailed(format!(
+            "pushing {head} to {host}:{repository} failed: {error}"
+        )),
     }
 }
 
@@ -95,8 +124,18 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::InvalidInput(message.into())
 }
 
-/// Checks what git and the code host APIs would otherwise choke on.
-fn validate(spec: &ChangesetSpec) -> Result<()> {
+/// A branch name as git and the code hosts compare it: without a
+/// `refs/heads/` prefix, and case-insensitively (refs on a case-insensitive
+/// file system collide).
+fn same_branch(a: &str, b: &str) -> bool {
+    let plain = |name: &str| name.strip_prefix("refs/heads/").unwrap_or(name).to_owned();
+    plain(a).eq_ignore_ascii_case(&plain(b))
+}
+
+/// Checks what git and the code host APIs would otherwise choke on, and
+/// what could turn a push against the repository, before anything is
+/// recorded or any code host asked.
+fn validate(spec: &ChangesetSpec, settings: &PublishSettings) -> Result<()> {
     let bad_repo = spec.repository.is_empty()
         || spec.repository.starts_with('/')
         || spec.repository.ends_with('/')
@@ -115,8 +154,23 @@ fn validate(spec: &ChangesetSpec) -> Result<()> {
     if spec.title.trim().is_empty() {
         return Err(invalid("a changeset needs a title"));
     }
-    if spec.base_branch == spec.head_branch {
+    let head = &spec.head_branch;
+    if head.eq_ignore_ascii_case("HEAD") || head.starts_with("refs/") {
+        return Err(invalid(format!(
+            "head branch {head:?} would be read as another ref; give a plain branch name such as batch/fix"
+        )));
+    }
+    if same_branch(&spec.base_branch, head) {
         return Err(invalid("the head branch must differ from the base branch"));
+    }
+    if let ChangeSpec::Diff { patch, .. } = &spec.change
+        && patch.len() > settings.max_patch_bytes
+    {
+        return Err(invalid(format!(
+            "the diff is {} bytes; at most {} are accepted",
+            patch.len(),
+            settings.max_patch_bytes
+        )));
     }
     Ok(())
 }
@@ -124,31 +178,26 @@ fn validate(spec: &ChangesetSpec) -> Result<()> {
 /// The commit id `rev` names in `repo`, so a moved branch counts as a new
 /// spec.
 async fn resolve_commit(repo: &std::path::Path, rev: &str) -> Result<String> {
-    if rev.starts_with('-') {
-        return Err(invalid(format!("invalid revision {rev:?}")));
-    }
-    let output = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["rev-parse", "--verify", "--end-of-options"])
-        .arg(format!("{rev}^{{commit}}"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("LC_ALL", "C")
-        .output()
+    git::resolve_commit(repo, rev)
         .await
-        .map_err(|e| Error::Internal(format!("cannot run git: {e}")))?;
-    if !output.status.success() {
-        return Err(invalid(format!(
-            "{rev:?} is not a commit in {}: {}",
-            repo.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .map_err(|error| match error {
+            PushError::InvalidRequest(message) => invalid(message),
+            other => Error::Internal(format!("cannot run git: {other}")),
+        })
+}
+
+fn another_users_changeset(spec: &ChangesetSpec) -> Error {
+    Error::Conflict(format!(
+        "{}:{} is another user's changeset; a site admin can hand it over to you",
+        spec.repository, spec.head_branch
+    ))
 }
 
 impl Service {
-    /// Publishes one changeset on `user`'s behalf.
+    /// Publishes one changeset as `user`, who must be the caller (or the
+    /// caller the operator). Never pushes to the repository's default or
+    /// base branch, never overwrites a branch batchcred did not push for
+    /// this changeset, and refuses another user's changeset.
     #[tracing::instrument(skip_all, fields(repository = %spec.repository, head = %spec.head_branch))]
     pub async fn publish_changeset(
         &self,
@@ -156,8 +205,8 @@ impl Service {
         user: UserId,
         spec: &ChangesetSpec,
     ) -> Result<PublishedChangeset> {
-        caller.require_acting_for(user)?;
-        validate(spec)?;
+        caller.require_publishing_as(user)?;
+        validate(spec, &self.settings.publish)?;
         let resolved_commit = match &spec.change {
             ChangeSpec::Commit { repo, rev } => {
                 // Only whoever runs the CLI may make the service read a
@@ -188,6 +237,11 @@ impl Service {
             .store
             .find_changeset(host.id, &spec.repository, &spec.head_branch)
             .await?;
+        // A changeset is its first publisher's; only a hand-over changes
+        // that. Refused before any code host is asked.
+        if existing.as_ref().is_some_and(|c| c.user_id != user) {
+            return Err(another_users_changeset(spec));
+        }
         if let Some(done) = existing.as_ref().filter(|c| {
             c.state == ChangesetState::Published && c.spec_hash == fingerprint && c.user_id == user
         }) {
@@ -221,8 +275,16 @@ impl Service {
                 attempts: 1,
                 created_at: now,
                 updated_at: now,
+                previous_user_id: None,
+                handed_over_by: None,
+                handed_over_at: None,
             })
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // Someone else recorded it since the check above.
+                crate::store::Error::Conflict(_) => another_users_changeset(spec),
+                other => other.into(),
+            })?;
         let outcome = self
             .publish_steps(caller, user, spec, &host, &mut record)
             .await;
@@ -252,6 +314,15 @@ impl Service {
         let info = backoff
             .run(|| client.repository(token, &spec.repository), |_| {})
             .await?;
+        if let Some(default) = &info.default_branch
+            && same_branch(&spec.head_branch, default)
+        {
+            return Err(invalid(format!(
+                "head branch {} is the default branch of {}; batchcred never pushes to a \
+                 repository's default branch",
+                spec.head_branch, spec.repository
+            )));
+        }
 
         let (remote_url, auth) = match host.git_url_type {
             GitUrlType::Http => (
@@ -311,15 +382,24 @@ impl Service {
                 }
             }
         };
+        remote::check_clone_url(&host.url, &remote_url).map_err(|reason| {
+            Error::PublishFailed(format!(
+                "{} reported a clone URL for {} that batchcred will not push to: {reason}",
+                host.url, spec.repository
+            ))
+        })?;
         let request = PushRequest {
             remote_url,
             base_branch: spec.base_branch.clone(),
             head_branch: spec.head_branch.clone(),
+            expected_head: record.pushed_commit.clone(),
             change,
         };
-        let pushed = git::push(&request, &auth)
-            .await
-            .map_err(|e| push_error(spec, e))?;
+        let pushed = {
+            let _slot = self.git_jobs.start(user).await;
+            git::push(&request, &auth).await
+        }
+        .map_err(|e| push_error(spec, request.expected_head.as_deref(), e))?;
         record.state = ChangesetState::Pushed;
         record.pushed_commit = Some(pushed.commit.clone());
         record.updated_at = Utc::now();
@@ -377,8 +457,21 @@ impl Service {
         concurrency: usize,
         on_report: Option<OnReport>,
     ) -> Result<Vec<ChangesetReport>> {
-        caller.require_acting_for(user)?;
-        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        caller.require_publishing_as(user)?;
+        if !(1..=MAX_PUBLISH_CONCURRENCY).contains(&concurrency) {
+            return Err(invalid(format!(
+                "concurrency must be between 1 and {MAX_PUBLISH_CONCURRENCY}"
+            )));
+        }
+        let most = self.settings.publish.max_changesets_per_request;
+        if specs.len() > most && caller.require_operator().is_err() {
+            return Err(invalid(format!(
+                "{} changesets in one request; at most {most} are accepted \
+                 (use `batchcred publish` on the server for more)",
+                specs.len()
+            )));
+        }
+        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for (index, spec) in specs.into_iter().enumerate() {
             let (service, caller, permits, on_report) = (

@@ -64,13 +64,19 @@ pub struct ChangesetRecord {
     pub attempts: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set by a hand-over: the owner before it.
+    pub previous_user_id: Option<UserId>,
+    /// The site admin who handed it over (`None` with `handed_over_at` set:
+    /// the local operator).
+    pub handed_over_by: Option<UserId>,
+    pub handed_over_at: Option<DateTime<Utc>>,
 }
 
 macro_rules! changeset_columns {
     () => {
         "id, user_id, code_host_id, repository, base_branch, head_branch, spec_hash, state, \
          credential_id, credential_source, pushed_commit, pr_number, pr_url, error, attempts, \
-         created_at, updated_at"
+         created_at, updated_at, previous_user_id, handed_over_by, handed_over_at"
     };
 }
 
@@ -97,8 +103,24 @@ fn changeset_from_row(row: &AnyRow) -> Result<ChangesetRecord> {
         attempts: row.try_get("attempts")?,
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
+        previous_user_id: optional_id(row, "previous_user_id")?,
+        handed_over_by: optional_id(row, "handed_over_by")?,
+        handed_over_at: row
+            .try_get::<Option<i64>, _>("handed_over_at")?
+            .map(from_millis)
+            .transpose()?,
     })
 }
+
+fn optional_id(row: &AnyRow, column: &'static str) -> Result<Option<UserId>> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|id| parse_column(column, &id))
+        .transpose()
+}
+
+/// Why [`Store::begin_changeset`] refused: the branch is someone else's.
+pub const OWNED_BY_ANOTHER_USER: &str =
+    "this branch is another user's changeset; a site admin can hand it over";
 
 impl Store {
     /// The changeset for a branch of a repository, if one was recorded.
@@ -123,17 +145,21 @@ impl Store {
 
     /// Records an attempt to publish: inserts the changeset, or marks the
     /// existing one for the same branch as pending again with the new
-    /// spec. Keeps what an earlier attempt learned (the pull request), so
-    /// a retry updates it. Returns the stored row.
+    /// spec. Keeps what an earlier attempt learned (the pull request, the
+    /// commit last pushed), so a retry updates it. The owner never changes
+    /// here: a branch recorded for another user is refused with
+    /// [`Error::Conflict`] and left as it was. Returns the stored row.
     pub async fn begin_changeset(&self, changeset: &ChangesetRecord) -> Result<ChangesetRecord> {
-        sqlx::query(concat!(
+        let written = sqlx::query(concat!(
             "INSERT INTO changesets (",
             changeset_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             NULL, NULL, NULL) \
              ON CONFLICT (code_host_id, repository, head_branch) DO UPDATE SET \
-             user_id = excluded.user_id, base_branch = excluded.base_branch, \
+             base_branch = excluded.base_branch, \
              spec_hash = excluded.spec_hash, state = excluded.state, error = NULL, \
-             attempts = changesets.attempts + 1, updated_at = excluded.updated_at"
+             attempts = changesets.attempts + 1, updated_at = excluded.updated_at \
+             WHERE changesets.user_id = excluded.user_id"
         ))
         .bind(changeset.id.to_string())
         .bind(changeset.user_id.to_string())
@@ -154,6 +180,9 @@ impl Store {
         .bind(to_millis(changeset.updated_at))
         .execute(&self.pool)
         .await?;
+        if written.rows_affected() == 0 {
+            return Err(Error::Conflict(OWNED_BY_ANOTHER_USER));
+        }
         self.find_changeset(
             changeset.code_host_id,
             &changeset.repository,
@@ -161,6 +190,40 @@ impl Store {
         )
         .await?
         .ok_or(Error::NotFound)
+    }
+
+    /// Gives a changeset to `to`, recording the previous owner, who did it
+    /// (`None`: the operator) and when, in the same write. Returns the
+    /// stored row.
+    pub async fn hand_over_changeset(
+        &self,
+        id: ChangesetId,
+        to: UserId,
+        by: Option<UserId>,
+        at: DateTime<Utc>,
+    ) -> Result<ChangesetRecord> {
+        let done = sqlx::query(
+            "UPDATE changesets SET previous_user_id = user_id, user_id = $1, \
+             handed_over_by = $2, handed_over_at = $3, updated_at = $3 WHERE id = $4",
+        )
+        .bind(to.to_string())
+        .bind(by.map(|id| id.to_string()))
+        .bind(to_millis(at))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            changeset_columns!(),
+            " FROM changesets WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        changeset_from_row(&row)
     }
 
     /// Saves the progress of a publish.

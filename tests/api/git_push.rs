@@ -46,6 +46,7 @@ fn commit_request(url: String, repo: &Path, head: &str) -> PushRequest {
         remote_url: url,
         base_branch: "main".to_owned(),
         head_branch: head.to_owned(),
+        expected_head: None,
         change: Change::Commit {
             repo: repo.to_owned(),
             rev: "HEAD".to_owned(),
@@ -190,6 +191,7 @@ async fn diff_is_applied_on_the_base_branch_and_pushed() {
         remote_url: server.url("repo"),
         base_branch: "main".to_owned(),
         head_branch: "batch/diff".to_owned(),
+        expected_head: None,
         change: Change::Diff {
             patch,
             message: "Apply the batch change\n\nWith a body.".to_owned(),
@@ -230,6 +232,7 @@ async fn a_diff_that_does_not_apply_is_reported_as_such() {
         remote_url: server.url("repo"),
         base_branch: "main".to_owned(),
         head_branch: "batch/diff".to_owned(),
+        expected_head: None,
         change: Change::Diff {
             patch: patch.to_owned(),
             message: "m".to_owned(),
@@ -255,14 +258,15 @@ async fn pushing_again_replaces_the_branch() {
     let (first, first_sha) = local_commit(&bare, "first\n");
     // An unrelated second commit: not a fast-forward of the first.
     let (second, second_sha) = local_commit(&bare, "second\n");
+    let mut expected_head = None;
     for (work, sha) in [(&first, &first_sha), (&second, &second_sha)] {
-        let pushed = push_with(
-            &commit_request(server.url("repo"), work.path(), "batch/readme"),
-            &https(TOKEN),
-            &scratch.options(),
-        )
-        .await
-        .unwrap();
+        let mut request = commit_request(server.url("repo"), work.path(), "batch/readme");
+        // Where the previous push left the branch: the lease to replace it.
+        request.expected_head = expected_head.take();
+        let pushed = push_with(&request, &https(TOKEN), &scratch.options())
+            .await
+            .unwrap();
+        expected_head = Some(pushed.commit.clone());
         assert_eq!(&pushed.commit, sha);
         assert_eq!(branch_sha(&bare, "batch/readme").as_ref(), Some(sha));
     }
@@ -279,14 +283,13 @@ async fn a_rejecting_pre_receive_hook_surfaces_gits_message() {
     );
     let (work, _) = local_commit(&bare, "changed\n");
     let scratch = Scratch::new();
+    let mut request = commit_request(server.url("repo"), work.path(), "main");
+    // The lease allows replacing main, so the push reaches the hook.
+    request.expected_head = branch_sha(&bare, "main");
 
-    let error = push_with(
-        &commit_request(server.url("repo"), work.path(), "main"),
-        &https(TOKEN),
-        &scratch.options(),
-    )
-    .await
-    .unwrap_err();
+    let error = push_with(&request, &https(TOKEN), &scratch.options())
+        .await
+        .unwrap_err();
 
     let PushError::Rejected(message) = &error else {
         panic!("expected Rejected, got {error:?}");
@@ -495,6 +498,7 @@ async fn ssh_diff_push_fetches_the_base_over_ssh() {
         remote_url: sshd.url(&bare),
         base_branch: "main".to_owned(),
         head_branch: "batch/ssh-diff".to_owned(),
+        expected_head: None,
         change: Change::Diff {
             patch,
             message: "Via SSH".to_owned(),

@@ -92,6 +92,7 @@ impl Default for AppOptions {
                     default_wait: Duration::from_secs(1),
                     ..batchcred::publish::Backoff::default()
                 },
+                ..PublishSettings::default()
             },
             keyring_file: false,
         }

@@ -14,6 +14,7 @@ mod limits;
 mod publish;
 mod publish_cli;
 mod reference_client;
+mod publish_guard;
 mod resolution;
 mod schema;
 mod seal_binding;

@@ -11,7 +11,9 @@ use batchcred::store::UserRecord;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestUser, error_code, error_message, spawn_app};
+use crate::helpers::{
+    AppOptions, Backend, TestApp, TestUser, error_code, error_message, spawn_app, spawn_app_with,
+};
 use crate::support::codehost::{
     BITBUCKET_SCOPES, EmulatedRepo, EmulatedToken, Emulator, GITHUB_SCOPES, GITLAB_SCOPES,
 };
@@ -35,7 +37,12 @@ const TOKENS: [&str; 4] = ["ghp_alice", "ghp_global", "glpat-alice", "BBDC-alice
 /// serving `acme/api`, Alice's and the global GitHub token stored, and Bob
 /// with no token of his own.
 pub async fn world(backend: Backend) -> World {
-    let app = spawn_app(backend).await;
+    world_with(backend, AppOptions::default()).await
+}
+
+/// [`world`] with the server started with `options`.
+pub async fn world_with(backend: Backend, options: AppOptions) -> World {
+    let app = spawn_app_with(backend, options).await;
     let admin = app.init_site_admin("admin").await;
     app.create_user(&admin, "alice").await;
     app.create_user(&admin, "bob").await;
@@ -284,8 +291,8 @@ async fn publishing_again_updates_and_never_duplicates() {
         "hello\nthere\n"
     );
 
-    // Another instance that never heard of it finds the open pull request
-    // on the code host and updates it instead of opening a second.
+    // Another instance that never heard of it did not create the branch,
+    // so it refuses to overwrite it, and leaves the pull request alone.
     let other = spawn_app(Backend::Sqlite).await;
     let admin = other.init_site_admin("admin").await;
     other
@@ -311,15 +318,20 @@ async fn publishing_again_updates_and_never_duplicates() {
         )
         .await
         .unwrap();
+    let before = branch_sha(&w.git.repo_path("api"), "batch/again");
     spec.title = "Third title".into();
-    let found = other
+    let refused = other
         .service
         .publish_changeset(&Caller::Operator, other_admin.id, &spec)
         .await
-        .unwrap();
-    assert_eq!(found.result, PublishResult::Updated);
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("was not created by batchcred"),
+        "{refused}"
+    );
+    assert_eq!(branch_sha(&w.git.repo_path("api"), "batch/again"), before);
     assert_eq!(w.emulator.pulls().len(), 1);
-    assert_eq!(w.emulator.pulls()[0].title, "Third title");
+    assert_eq!(w.emulator.pulls()[0].title, "Update acme/api, take two");
 }
 
 #[tokio::test]

@@ -121,6 +121,8 @@ struct Shared {
     behaviour: Behaviour,
     seen: Vec<SeenRequest>,
     repositories: HashMap<String, EmulatedRepo>,
+    /// Default branches other than `main`, by repository.
+    default_branches: HashMap<String, String>,
     pulls: Vec<EmulatedPull>,
     pull_rate_limits: u32,
     pull_rate_limit_wait: u64,
@@ -525,6 +527,13 @@ impl Emulator {
         self.lock().repositories.insert(repository.to_owned(), repo);
     }
 
+    /// Reports `branch` as `repository`'s default branch (`main` otherwise).
+    pub fn set_default_branch(&self, repository: &str, branch: &str) {
+        self.lock()
+            .default_branches
+            .insert(repository.to_owned(), branch.to_owned());
+    }
+
     pub fn pulls(&self) -> Vec<EmulatedPull> {
         self.lock().pulls.clone()
     }
@@ -595,16 +604,21 @@ fn pulls_api(
             .cloned()
     };
     let pull_url = |number: u64| format!("{origin}/{repository}/pull/{number}");
+    let default_branch = shared
+        .default_branches
+        .get(&repository)
+        .cloned()
+        .unwrap_or_else(|| "main".to_owned());
     match (kind, method.as_str(), rest) {
         ("github", "GET", []) => Some(json_response(
             StatusCode::OK,
             json!({"full_name": repository, "clone_url": repo.http_clone_url, "ssh_url": repo.ssh_clone_url,
-                   "default_branch": "main", "permissions": {"push": true, "pull": true, "admin": false}}),
+                   "default_branch": default_branch, "permissions": {"push": true, "pull": true, "admin": false}}),
         )),
         ("gitlab", "GET", []) => Some(json_response(
             StatusCode::OK,
             json!({"path_with_namespace": repository, "http_url_to_repo": repo.http_clone_url,
-                   "ssh_url_to_repo": repo.ssh_clone_url, "default_branch": "main",
+                   "ssh_url_to_repo": repo.ssh_clone_url, "default_branch": default_branch,
                    "permissions": {"project_access": {"access_level": 30}, "group_access": null}}),
         )),
         ("bitbucket", "GET", []) => {
@@ -617,6 +631,11 @@ fn pulls_api(
                 json!({"slug": repository, "links": {"clone": clone}}),
             ))
         }
+        ("bitbucket", "GET", ["branches", "default"]) => Some(json_response(
+            StatusCode::OK,
+            json!({"id": format!("refs/heads/{default_branch}"), "displayId": default_branch,
+                   "type": "BRANCH", "isDefault": true}),
+        )),
         ("github", "GET", ["pulls"]) => {
             let head = url::form_urlencoded::parse(query.as_bytes())
                 .find(|(key, _)| key == "head")

@@ -20,6 +20,11 @@ pub enum PushError {
     /// pre-receive hook, non-fast-forward…).
     #[error("the code host rejected the push: {0}")]
     Rejected(String),
+    /// The head branch is not where batchcred expected it (someone else
+    /// created or moved it): git's `--force-with-lease` refused to
+    /// overwrite it.
+    #[error("the branch is not where batchcred left it: {0}")]
+    BranchMoved(String),
     /// The code host could not be reached at all.
     #[error("the code host is unreachable: {0}")]
     Unreachable(String),
@@ -61,6 +66,8 @@ impl PushError {
         ]) || (lower.contains("permission to") && lower.contains("denied"))
         {
             Self::AuthenticationFailed(message)
+        } else if has(&["(stale info)"]) {
+            Self::BranchMoved(message)
         } else if has(&["[remote rejected]", "[rejected]", "hook declined"]) {
             Self::Rejected(message)
         } else if has(&[
@@ -89,6 +96,7 @@ impl PushError {
             Self::AuthenticationFailed(message)
             | Self::HostKeyMismatch(message)
             | Self::Rejected(message)
+            | Self::BranchMoved(message)
             | Self::Unreachable(message)
             | Self::PatchDoesNotApply(message)
             | Self::InvalidRequest(message)
@@ -252,6 +260,7 @@ mod tests {
                 "rejected",
             ),
             ("! [rejected] b -> b (non-fast-forward)", "rejected"),
+            ("! [rejected]        b -> b (stale info)", "moved"),
             (
                 "fatal: unable to access 'https://nope/': Could not resolve host: nope",
                 "unreachable",
@@ -271,6 +280,7 @@ mod tests {
                 PushError::AuthenticationFailed(_) => "auth",
                 PushError::HostKeyMismatch(_) => "hostkey",
                 PushError::Rejected(_) => "rejected",
+                PushError::BranchMoved(_) => "moved",
                 PushError::Unreachable(_) => "unreachable",
                 PushError::Other(_) => "other",
                 other => panic!("unexpected {other:?}"),

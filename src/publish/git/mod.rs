@@ -63,8 +63,14 @@ pub struct PushRequest {
     pub remote_url: String,
     /// The branch a [`Change::Diff`] applies to.
     pub base_branch: String,
-    /// The branch created or (forcibly) updated.
+    /// The branch created or updated.
     pub head_branch: String,
+    /// Where the head branch must be on the code host for the push to
+    /// replace it: the commit batchcred last pushed there, or `None` when
+    /// batchcred never pushed it, so it must not exist yet. Anything else
+    /// (someone else moved or created the branch) fails the push with
+    /// [`PushError::BranchMoved`] and leaves the branch alone.
+    pub expected_head: Option<String>,
     pub change: Change,
 }
 
@@ -91,8 +97,10 @@ impl Default for PushOptions {
     }
 }
 
-/// Pushes `req.change` to `req.head_branch`, replacing whatever the branch
-/// held so that publishing again updates it.
+/// Pushes `req.change` to `req.head_branch`, replacing what the branch
+/// held only if that is `req.expected_head` (git's `--force-with-lease`),
+/// so that publishing again updates it but a branch someone else created
+/// or moved is never overwritten.
 pub async fn push(req: &PushRequest, auth: &GitAuth) -> Result<Pushed, PushError> {
     push_with(req, auth, &PushOptions::default()).await
 }
@@ -105,14 +113,7 @@ pub async fn push_with(
     options: &PushOptions,
 ) -> Result<Pushed, PushError> {
     validate(req, auth)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("batchcred-push-")
-        // Private: it holds the credential pipe and the agent socket.
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(&options.scratch_root)
-        .map_err(|error| {
-            PushError::Other(format!("could not create a scratch directory: {error}"))
-        })?;
+    let scratch = private_scratch(options)?;
     let transport = Transport::start(auth, scratch.path(), &req.remote_url).await?;
     let result = Session {
         home: scratch.path(),
@@ -131,6 +132,46 @@ pub async fn push_with(
         Err(error) => tracing::info!(%error, "push failed"),
     }
     result
+}
+
+/// The full commit id `rev` names in the local repository `repo`, read by
+/// git with the same cleared environment as a push (nothing of the
+/// service's environment, such as the keyring variable, reaches it).
+pub async fn resolve_commit(repo: &Path, rev: &str) -> Result<String, PushError> {
+    if rev.is_empty() || rev.starts_with('-') {
+        return Err(PushError::InvalidRequest(format!(
+            "{rev:?} is not a revision"
+        )));
+    }
+    let home = private_scratch(&PushOptions::default())?;
+    let finished = GitCommand::new(home.path())
+        .in_directory(repo)
+        .args(["rev-parse", "--verify", "--end-of-options"])
+        .arg(format!("{rev}^{{commit}}"))
+        .run()
+        .await;
+    if let Err(error) = home.close() {
+        tracing::warn!(%error, "could not remove a scratch directory");
+    }
+    let finished = finished?;
+    if !finished.success {
+        return Err(PushError::InvalidRequest(format!(
+            "{rev:?} is not a commit in {}: {}",
+            repo.display(),
+            error::summarize(&finished.stderr, &[])
+        )));
+    }
+    Ok(finished.stdout.trim().to_owned())
+}
+
+/// A private (0700) scratch directory under `options.scratch_root`.
+fn private_scratch(options: &PushOptions) -> Result<tempfile::TempDir, PushError> {
+    tempfile::Builder::new()
+        .prefix("batchcred-push-")
+        // Private: it holds the credential pipe and the agent socket.
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(&options.scratch_root)
+        .map_err(|error| PushError::Other(format!("could not create a scratch directory: {error}")))
 }
 
 /// Strings to remove from any message git prints.
@@ -204,7 +245,17 @@ fn validate(req: &PushRequest, auth: &GitAuth) -> Result<(), PushError> {
     {
         return invalid(format!("{rev:?} is not a revision"));
     }
+    if let Some(expected) = &req.expected_head
+        && !is_object_id(expected)
+    {
+        return invalid(format!("{expected:?} is not a commit id"));
+    }
     Ok(())
+}
+
+/// A full SHA-1 or SHA-256 commit id, as git prints them.
+fn is_object_id(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The subset of git's ref name rules (`git check-ref-format --branch`)
@@ -308,14 +359,57 @@ impl Session<'_> {
                 (work, commit)
             }
         };
-        let refspec = format!("+{commit}:refs/heads/{}", req.head_branch);
-        let push = GitCommand::new(self.home)
-            .in_directory(&repo)
-            .args(["push", "--no-verify", "--"])
-            .arg(&req.remote_url)
-            .arg(refspec);
-        self.network(push).await?;
+        let expected = req.expected_head.as_deref();
+        match self.push_with_lease(&repo, req, &commit, expected).await {
+            // The branch batchcred pushed is gone (merged and deleted, say):
+            // creating it again overwrites nothing.
+            Err(PushError::BranchMoved(message)) if expected.is_some() => {
+                if self.remote_has_branch(req).await? {
+                    return Err(PushError::BranchMoved(message));
+                }
+                self.push_with_lease(&repo, req, &commit, None).await?;
+            }
+            other => other?,
+        }
         Ok(Pushed { commit })
+    }
+
+    /// Pushes `commit` to the head branch only if the branch is at
+    /// `expected` (`None`: does not exist). No `+` on the refspec: the
+    /// lease alone allows replacing the branch.
+    async fn push_with_lease(
+        &self,
+        repo: &Path,
+        req: &PushRequest,
+        commit: &str,
+        expected: Option<&str>,
+    ) -> Result<(), PushError> {
+        let branch = format!("refs/heads/{}", req.head_branch);
+        let lease = format!("--force-with-lease={branch}:{}", expected.unwrap_or(""));
+        let push = GitCommand::new(self.home)
+            .in_directory(repo)
+            .args(["push", "--no-verify"])
+            .arg(lease)
+            .arg("--")
+            .arg(&req.remote_url)
+            .arg(format!("{commit}:{branch}"));
+        self.network(push).await
+    }
+
+    /// Whether the head branch exists on the code host.
+    async fn remote_has_branch(&self, req: &PushRequest) -> Result<bool, PushError> {
+        let list = GitCommand::new(self.home)
+            .args(["ls-remote", "--heads", "--"])
+            .arg(&req.remote_url)
+            .arg(format!("refs/heads/{}", req.head_branch));
+        let finished = self.transport.configure(list).run().await?;
+        if !finished.success {
+            return Err(PushError::classify(error::summarize(
+                &finished.stderr,
+                &self.secrets,
+            )));
+        }
+        Ok(!finished.stdout.trim().is_empty())
     }
 
     /// The full commit id `rev` names in `repo`.
@@ -429,6 +523,7 @@ mod tests {
             remote_url: url.to_owned(),
             base_branch: "main".to_owned(),
             head_branch: head.to_owned(),
+            expected_head: None,
             change: Change::Commit {
                 repo: PathBuf::from("."),
                 rev: "HEAD".to_owned(),
@@ -485,6 +580,14 @@ mod tests {
         ));
         assert!(matches!(
             validate(&request("https://github.com/o/r.git", "a:b"), &https()),
+            Err(PushError::InvalidRequest(_))
+        ));
+        let mut leased = request("https://github.com/o/r.git", "b");
+        leased.expected_head = Some("a".repeat(40));
+        assert_eq!(validate(&leased, &https()), Ok(()));
+        leased.expected_head = Some("HEAD:refs/heads/main".to_owned());
+        assert!(matches!(
+            validate(&leased, &https()),
             Err(PushError::InvalidRequest(_))
         ));
         let ssh = GitAuth::Ssh {
