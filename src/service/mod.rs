@@ -13,7 +13,7 @@ mod resolution;
 
 pub use accounts::{CreatedAccessToken, SessionToken};
 pub use checks::RecheckReport;
-pub use code_hosts::{AddCodeHost, CodeHostView};
+pub use code_hosts::{AddCodeHost, CodeHostView, PolicyRequest, PolicyView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
 pub use keys::{KeyStatus, ReencryptReport};
 pub use page::{Page, PageRequest};

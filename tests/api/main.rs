@@ -9,6 +9,7 @@ mod authorization;
 mod cli;
 mod credentials;
 mod git_push;
+mod global_policy;
 mod helpers;
 mod limits;
 mod publish;
