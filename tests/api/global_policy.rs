@@ -28,13 +28,16 @@ async fn policy(app: &TestApp, admin: &TestUser) -> Value {
     data["codeHosts"]["nodes"][0]["globalCredentialPolicy"].clone()
 }
 
+/// A list argument that may be left out.
+type Names<'a> = Option<&'a [&'a str]>;
+
 async fn set_policy(
     app: &TestApp,
     auth: &TestUser,
     host: &str,
     allowed: &str,
-    users: Option<&[&str]>,
-    repositories: Option<&[&str]>,
+    users: Names<'_>,
+    repositories: Names<'_>,
 ) -> Value {
     app.graphql(
         &auth.auth,
@@ -304,7 +307,8 @@ async fn only_site_admins_set_it_and_bad_input_changes_nothing(backend: Backend)
     let body = s.app.graphql(&alice.auth, POLICIES, json!({})).await;
     assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
 
-    let bad: [(&str, Option<&[&str]>, Option<&[&str]>, &str); 8] = [
+    // (allowedUsers, users, repositories, what the error says)
+    let bad: [(&str, Names, Names, &str); 8] = [
         ("EVERYONE", None, Some(&[""]), "may not be empty"),
         (
             "EVERYONE",
