@@ -10,10 +10,10 @@ use super::error::IntoGraphql;
 use super::ids;
 use super::types::{
     BatchChangesCredential, CodeHost, CreateAccessTokenResult, EmptyResponse, ExternalServiceKind,
-    GitUrlTypeValue, SshKeyAlgorithmValue, User,
+    GitUrlTypeValue, GlobalCredentialUsers, SshKeyAlgorithmValue, User,
 };
 use super::{CurrentSession, context_parts};
-use crate::service::{AddCodeHost, CreateCredential, Error};
+use crate::service::{AddCodeHost, CreateCredential, Error, PolicyRequest};
 use crate::store::CodeHostUpdate;
 
 /// Write operations: these, and publishing ([`super::publish`]).
@@ -274,9 +274,38 @@ impl CoreMutation {
             git_url_type: git_url_type.map(Into::into),
             ssh_known_hosts: ssh_known_hosts.map(Some),
             ssh_key_algorithm: ssh_key_algorithm.map(Into::into),
+            ..CodeHostUpdate::default()
         };
         Ok(CodeHost(
             service.update_code_host(caller, id, update).await.gql()?,
+        ))
+    }
+
+    /// Sets who may publish with a code host's global credential (site
+    /// admins): everyone without a token of their own (the default),
+    /// nobody, or the `users` named; with `repositories` (glob patterns
+    /// such as `acme/*`, where `*` does not cross `/`) only to matching
+    /// repositories. Replaces the whole policy.
+    async fn set_global_credential_policy(
+        &self,
+        ctx: &Context<'_>,
+        code_host: ID,
+        allowed_users: GlobalCredentialUsers,
+        users: Option<Vec<String>>,
+        repositories: Option<Vec<String>>,
+    ) -> async_graphql::Result<CodeHost> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_code_host_id(&code_host).gql()?;
+        let request = PolicyRequest {
+            mode: allowed_users.into(),
+            usernames: users.unwrap_or_default(),
+            repositories: repositories.unwrap_or_default(),
+        };
+        Ok(CodeHost(
+            service
+                .set_global_credential_policy(caller, id, request)
+                .await
+                .gql()?,
         ))
     }
 

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use super::commit_signing::CommitSigningConfiguration;
 use super::error::IntoGraphql;
 use super::{context_parts, ids};
-use crate::domain::{CodeHostKind, GitUrlType, SshKeyAlgorithm};
-use crate::service::{CodeHostView, CredentialView, Page, PageRequest};
+use crate::domain::{CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm};
+use crate::service::{CodeHostView, CredentialView, Page, PageRequest, PolicyView};
 use crate::store::{AccessTokenRecord, CodeHostRecord, UserRecord};
 
 /// Sourcegraph's `ExternalServiceKind`, limited to the kinds batchcred models.
@@ -107,6 +107,60 @@ impl From<SshKeyAlgorithmValue> for SshKeyAlgorithm {
             SshKeyAlgorithmValue::Ed25519 => Self::Ed25519,
             SshKeyAlgorithmValue::Rsa4096 => Self::Rsa4096,
         }
+    }
+}
+
+/// Who may publish with a code host's global credential.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum GlobalCredentialUsers {
+    /// Anyone without a token of their own (the default).
+    #[graphql(name = "EVERYONE")]
+    Everyone,
+    #[graphql(name = "NOBODY")]
+    Nobody,
+    /// Only the users listed in `users`.
+    #[graphql(name = "SELECTED")]
+    Selected,
+}
+
+impl From<PolicyMode> for GlobalCredentialUsers {
+    fn from(mode: PolicyMode) -> Self {
+        match mode {
+            PolicyMode::Everyone => Self::Everyone,
+            PolicyMode::Nobody => Self::Nobody,
+            PolicyMode::Selected => Self::Selected,
+        }
+    }
+}
+
+impl From<GlobalCredentialUsers> for PolicyMode {
+    fn from(value: GlobalCredentialUsers) -> Self {
+        match value {
+            GlobalCredentialUsers::Everyone => Self::Everyone,
+            GlobalCredentialUsers::Nobody => Self::Nobody,
+            GlobalCredentialUsers::Selected => Self::Selected,
+        }
+    }
+}
+
+/// Who may publish with a code host's global credential, and where.
+pub struct GlobalCredentialPolicy(pub PolicyView);
+
+#[Object]
+impl GlobalCredentialPolicy {
+    async fn allowed_users(&self) -> GlobalCredentialUsers {
+        self.0.mode.into()
+    }
+
+    /// The usernames allowed when `allowedUsers` is `SELECTED`.
+    async fn users(&self) -> &[String] {
+        &self.0.usernames
+    }
+
+    /// Glob patterns over repository names (`acme/*`; `*` does not cross
+    /// `/`); empty means any repository.
+    async fn repositories(&self) -> &[String] {
+        &self.0.repositories
     }
 }
 
@@ -401,6 +455,21 @@ impl CodeHost {
 
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+
+    /// Who may publish with this code host's global credential, and to
+    /// which repositories.
+    async fn global_credential_policy(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<GlobalCredentialPolicy> {
+        let (service, caller) = context_parts(ctx)?;
+        Ok(GlobalCredentialPolicy(
+            service
+                .global_credential_policy(caller, &self.0)
+                .await
+                .gql()?,
+        ))
     }
 }
 

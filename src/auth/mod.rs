@@ -64,6 +64,13 @@ impl Caller {
         }
     }
 
+    /// Whether the global credential's details (the service account's
+    /// login, scopes, expiry, check errors) may be shown: site admins and
+    /// the operator. Others only learn that it exists.
+    pub fn may_see_site_credential_details(&self) -> bool {
+        self.require_site_admin().is_ok()
+    }
+
     /// Things only whoever runs the CLI on the server may do (such as making
     /// the service read a repository on the server's disk).
     pub fn require_operator(&self) -> Result<(), Denied> {
@@ -248,6 +255,9 @@ mod tests {
             Ok(())
         );
         assert_eq!(alice.require_site_admin(), Err(Denied::NotSiteAdmin));
+        assert!(!alice.may_see_site_credential_details());
+        assert!(admin.may_see_site_credential_details());
+        assert!(Caller::Operator.may_see_site_credential_details());
         assert_eq!(
             Caller::Anonymous.require_signed_in(),
             Err(Denied::Unauthenticated)

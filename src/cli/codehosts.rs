@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use batchcred::domain::{CodeHostKind, GitUrlType, SshKeyAlgorithm};
-use batchcred::service::{AddCodeHost, PageRequest, Service};
+use batchcred::domain::{CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm};
+use batchcred::service::{AddCodeHost, PageRequest, PolicyRequest, Service};
 use batchcred::store::CodeHostUpdate;
 use clap::Subcommand;
 
@@ -42,6 +42,20 @@ pub enum CodeHostsCommand {
         #[arg(long)]
         ssh_key_algorithm: Option<SshKeyAlgorithm>,
     },
+    /// Set who may publish with the code host's global credential, and to
+    /// which repositories. Replaces the whole policy.
+    Policy {
+        /// The code host's URL.
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        users: PolicyUsersArgs,
+        /// Only to repositories matching one of these glob patterns,
+        /// comma-separated (`acme/*,tools/cli`; `*` does not cross `/`).
+        /// Without it: any repository.
+        #[arg(long, value_delimiter = ',')]
+        repositories: Vec<String>,
+    },
     /// List code hosts.
     List,
     /// Remove a code host and every credential for it.
@@ -49,6 +63,31 @@ pub enum CodeHostsCommand {
         /// The code host's URL.
         url: String,
     },
+}
+
+/// Who may use the global credential: exactly one of these.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct PolicyUsersArgs {
+    /// Every user without a token of their own (the default policy).
+    #[arg(long)]
+    everyone: bool,
+    /// No user: everyone needs their own token.
+    #[arg(long)]
+    nobody: bool,
+    /// Only these users, comma-separated usernames.
+    #[arg(long, value_delimiter = ',')]
+    users: Option<Vec<String>>,
+}
+
+impl PolicyUsersArgs {
+    fn mode_and_names(self) -> (PolicyMode, Vec<String>) {
+        match self.users {
+            Some(names) => (PolicyMode::Selected, names),
+            None if self.nobody => (PolicyMode::Nobody, Vec::new()),
+            None => (PolicyMode::Everyone, Vec::new()),
+        }
+    }
 }
 
 fn read_known_hosts(path: Option<PathBuf>) -> Result<Option<String>> {
@@ -91,6 +130,7 @@ pub async fn run(service: &Service, command: CodeHostsCommand) -> Result<()> {
                 git_url_type,
                 ssh_known_hosts: read_known_hosts(ssh_known_hosts_file)?.map(Some),
                 ssh_key_algorithm,
+                ..CodeHostUpdate::default()
             };
             let host = service.update_code_host(&OPERATOR, host.id, update).await?;
             println!(
@@ -99,20 +139,47 @@ pub async fn run(service: &Service, command: CodeHostsCommand) -> Result<()> {
                 host.git_url_type.as_str()
             );
         }
+        CodeHostsCommand::Policy {
+            url,
+            users,
+            repositories,
+        } => {
+            let host = service.code_host_by_url(&OPERATOR, &url).await?;
+            let (mode, usernames) = users.mode_and_names();
+            let request = PolicyRequest {
+                mode,
+                usernames,
+                repositories,
+            };
+            let host = service
+                .set_global_credential_policy(&OPERATOR, host.id, request)
+                .await?;
+            let policy = service.global_credential_policy(&OPERATOR, &host).await?;
+            println!(
+                "global credential of {} may be used by: {}",
+                host.url,
+                policy.summary()
+            );
+        }
         CodeHostsCommand::List => {
             let page = PageRequest {
                 first: Some(PageRequest::MAX_FIRST),
                 after: None,
             };
             let hosts = service.list_code_hosts(&OPERATOR, &page).await?;
-            println!("{:<16} {:<5} {:<9} URL", "KIND", "GIT", "SSH KEYS");
+            println!(
+                "{:<16} {:<5} {:<9} {:<32} GLOBAL CREDENTIAL FOR",
+                "KIND", "GIT", "SSH KEYS", "URL"
+            );
             for host in hosts.items {
+                let policy = service.global_credential_policy(&OPERATOR, &host).await?;
                 println!(
-                    "{:<16} {:<5} {:<9} {}",
+                    "{:<16} {:<5} {:<9} {:<32} {}",
                     host.kind,
                     host.git_url_type.as_str(),
                     host.ssh_key_algorithm.as_str(),
-                    host.url
+                    host.url,
+                    policy.summary()
                 );
             }
         }

@@ -5,10 +5,15 @@
 mod code_host;
 mod ids;
 mod input;
+mod policy;
 
 pub use code_host::{CodeHostKind, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
 pub use ids::{AccessTokenId, ChangesetId, CodeHostId, CredentialId, UserId};
 pub use input::{Password, Token, Username};
+pub use policy::{
+    GlobalCredentialPolicy, PolicyMode, PolicyRefusal, PolicyUsers, RepositoryPattern,
+    parse_repository_patterns,
+};
 
 /// Why a value from outside was refused. The message is shown to the caller,
 /// so it must never echo a secret back.

@@ -5,8 +5,11 @@ use chrono::Utc;
 use super::credentials::CredentialView;
 use super::{Error, Page, PageRequest, Result, Service, not_found, signed_in};
 use crate::auth::Caller;
-use crate::domain::{CodeHostId, CodeHostKind, CodeHostUrl, GitUrlType, SshKeyAlgorithm, UserId};
-use crate::store::{CodeHostRecord, CodeHostUpdate, CredentialOwner};
+use crate::domain::{
+    CodeHostId, CodeHostKind, CodeHostUrl, GitUrlType, GlobalCredentialPolicy, PolicyMode,
+    PolicyUsers, SshKeyAlgorithm, UserId, parse_repository_patterns,
+};
+use crate::store::{CodeHostRecord, CodeHostUpdate, CredentialOwner, CredentialRecord};
 
 /// A request to register a code host.
 #[derive(Debug, Clone)]
@@ -23,6 +26,64 @@ pub struct AddCodeHost {
 pub struct CodeHostView {
     pub code_host: CodeHostRecord,
     pub credential: Option<CredentialView>,
+}
+
+/// A global credential policy as a site admin gives it: users by name.
+#[derive(Debug, Clone)]
+pub struct PolicyRequest {
+    pub mode: PolicyMode,
+    /// Usernames; only with [`PolicyMode::Selected`], which needs one.
+    pub usernames: Vec<String>,
+    /// Glob patterns (`acme/*`); empty allows any repository.
+    pub repositories: Vec<String>,
+}
+
+/// A global credential policy as shown to site admins: users by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyView {
+    pub mode: PolicyMode,
+    /// The selected users that still exist, by name.
+    pub usernames: Vec<String>,
+    pub repositories: Vec<String>,
+}
+
+impl PolicyView {
+    /// One line for lists: "everyone, any repository",
+    /// "alice, bob; repositories acme/*".
+    pub fn summary(&self) -> String {
+        let users = match self.mode {
+            PolicyMode::Everyone => "everyone".to_owned(),
+            PolicyMode::Nobody => return "nobody".to_owned(),
+            PolicyMode::Selected if self.usernames.is_empty() => "no user".to_owned(),
+            PolicyMode::Selected => self.usernames.join(", "),
+        };
+        if self.repositories.is_empty() {
+            format!("{users}; any repository")
+        } else {
+            format!("{users}; repositories {}", self.repositories.join(", "))
+        }
+    }
+}
+
+/// What a user (not a site admin) may see of the global credential that
+/// covers them: that it exists and, on SSH code hosts, its public key. The
+/// service account's login, scopes, expiry, warnings and check errors are
+/// the site admins' business.
+fn site_credential_seen_by_user(
+    record: &CredentialRecord,
+    host: &CodeHostRecord,
+) -> CredentialView {
+    CredentialView {
+        username: None,
+        ssh_key_pending: false,
+        code_host_user: None,
+        scopes: None,
+        expires_at: None,
+        warnings: Vec::new(),
+        last_checked_at: None,
+        last_check_error: None,
+        ..CredentialView::new(record, host)
+    }
 }
 
 /// The longest `known_hosts` text accepted; a few keys fit easily.
@@ -80,6 +141,7 @@ impl Service {
             ssh_known_hosts: validate_known_hosts(request.ssh_known_hosts)?,
             ssh_key_algorithm: request.ssh_key_algorithm,
             created_at: Utc::now(),
+            global_credential_policy: GlobalCredentialPolicy::default(),
         };
         self.store.insert_code_host(&host).await?;
         tracing::info!(kind = %host.kind, url = %host.url, "code host added");
@@ -108,6 +170,118 @@ impl Service {
         }
         tracing::info!(url = %host.url, git_url_type = host.git_url_type.as_str(), "code host updated");
         Ok(host)
+    }
+
+    /// Checks a policy and resolves its usernames (site admins). The
+    /// result goes in [`CodeHostUpdate::global_credential_policy`], so a
+    /// form changing the code host and its policy changes both or neither.
+    pub async fn global_credential_policy_from(
+        &self,
+        caller: &Caller,
+        request: PolicyRequest,
+    ) -> Result<GlobalCredentialPolicy> {
+        caller.require_site_admin()?;
+        let repositories = parse_repository_patterns(&request.repositories)?;
+        let users = match request.mode {
+            PolicyMode::Everyone | PolicyMode::Nobody if !request.usernames.is_empty() => {
+                return Err(Error::InvalidInput(format!(
+                    "users are listed only when the global credential is for selected users, \
+                     not {}",
+                    request.mode.as_str()
+                )));
+            }
+            PolicyMode::Everyone => PolicyUsers::Everyone,
+            PolicyMode::Nobody => PolicyUsers::Nobody,
+            PolicyMode::Selected => {
+                if request.usernames.is_empty() {
+                    return Err(Error::InvalidInput(
+                        "name at least one user who may use the global credential \
+                         (or choose nobody)"
+                            .into(),
+                    ));
+                }
+                let mut ids = Vec::with_capacity(request.usernames.len());
+                for name in &request.usernames {
+                    let user = self
+                        .store
+                        .find_user_by_username(name.trim())
+                        .await
+                        .map_err(|e| match e {
+                            crate::store::Error::NotFound => {
+                                Error::InvalidInput(format!("unknown user: {:?}", name.trim()))
+                            }
+                            other => other.into(),
+                        })?;
+                    if !ids.contains(&user.id) {
+                        ids.push(user.id);
+                    }
+                }
+                PolicyUsers::Selected(ids)
+            }
+        };
+        Ok(GlobalCredentialPolicy {
+            users,
+            repositories,
+        })
+    }
+
+    /// Sets who may publish with the code host's global credential, and to
+    /// which repositories (site admins).
+    pub async fn set_global_credential_policy(
+        &self,
+        caller: &Caller,
+        id: CodeHostId,
+        request: PolicyRequest,
+    ) -> Result<CodeHostRecord> {
+        let policy = self.global_credential_policy_from(caller, request).await?;
+        let host = self
+            .store
+            .update_code_host(
+                id,
+                CodeHostUpdate {
+                    global_credential_policy: Some(policy),
+                    ..CodeHostUpdate::default()
+                },
+            )
+            .await
+            .map_err(not_found("code host"))?;
+        tracing::info!(
+            url = %host.url,
+            users = host.global_credential_policy.users.mode().as_str(),
+            repositories = %host.global_credential_policy.repositories_text(","),
+            "global credential policy set"
+        );
+        Ok(host)
+    }
+
+    /// A code host's policy with user ids turned into names (site admins).
+    /// Users deleted since they were selected are left out.
+    pub async fn global_credential_policy(
+        &self,
+        caller: &Caller,
+        host: &CodeHostRecord,
+    ) -> Result<PolicyView> {
+        caller.require_site_admin()?;
+        let policy = &host.global_credential_policy;
+        let mut usernames = Vec::new();
+        if let PolicyUsers::Selected(ids) = &policy.users {
+            for id in ids {
+                match self.store.find_user(*id).await {
+                    Ok(user) => usernames.push(user.username),
+                    Err(crate::store::Error::NotFound) => {}
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        }
+        Ok(PolicyView {
+            mode: policy.users.mode(),
+            usernames,
+            repositories: policy
+                .repositories
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        })
     }
 
     /// Removes a code host and every credential for it.
@@ -150,7 +324,8 @@ impl Service {
     }
 
     /// Every code host with the user's credential for it, or the global
-    /// one marked as such when the user has none.
+    /// one marked as such when the user has none and the site policy lets
+    /// them use it. Only site admins see the global credential's details.
     pub async fn user_code_hosts(
         &self,
         caller: &Caller,
@@ -168,12 +343,21 @@ impl Service {
             .store
             .list_credentials_of(CredentialOwner::Site)
             .await?;
+        let full_details = caller.may_see_site_credential_details();
         Ok(hosts.map(|host| {
-            let credential = own
+            let own = own.iter().find(|c| c.code_host_id == host.id);
+            // A global credential the policy keeps from this user does not
+            // cover them: they need their own token.
+            let site = site
                 .iter()
                 .find(|c| c.code_host_id == host.id)
-                .or_else(|| site.iter().find(|c| c.code_host_id == host.id))
-                .map(|c| CredentialView::new(c, &host));
+                .filter(|_| host.global_credential_policy.allows_user(user_id));
+            let credential = match (own, site) {
+                (Some(c), _) => Some(CredentialView::new(c, &host)),
+                (None, Some(c)) if full_details => Some(CredentialView::new(c, &host)),
+                (None, Some(c)) => Some(site_credential_seen_by_user(c, &host)),
+                (None, None) => None,
+            };
             CodeHostView {
                 code_host: host,
                 credential,

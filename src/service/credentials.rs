@@ -508,6 +508,7 @@ mod tests {
             git_url_type: GitUrlType::Http,
             ssh_known_hosts: None,
             ssh_key_algorithm: SshKeyAlgorithm::Ed25519,
+            global_credential_policy: Default::default(),
             created_at: Utc::now(),
         }
     }

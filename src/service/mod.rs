@@ -17,7 +17,7 @@ mod sessions;
 pub use access_tokens::CreatedAccessToken;
 pub use accounts::SessionToken;
 pub use checks::RecheckReport;
-pub use code_hosts::{AddCodeHost, CodeHostView};
+pub use code_hosts::{AddCodeHost, CodeHostView, PolicyRequest, PolicyView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
 pub use keys::{KeyStatus, KeyUse, ReencryptReport};
 pub use page::{Page, PageRequest};

@@ -305,7 +305,9 @@ impl Service {
         host: &CodeHostRecord,
         record: &mut ChangesetRecord,
     ) -> Result<PublishedChangeset> {
-        let credential = self.resolve_credential(caller, user, &host.url).await?;
+        let credential = self
+            .resolve_credential(caller, user, &host.url, &spec.repository)
+            .await?;
         record.credential_id = Some(credential.credential_id);
         record.credential_source = Some(credential.source.as_str().to_owned());
         let token = &credential.secret.token;

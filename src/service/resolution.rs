@@ -1,10 +1,11 @@
 //! Which credential publishes a changeset: the user's own for the code
-//! host, else the global one, else a clear error telling them what to do.
+//! host, else the global one where the site policy allows it, else a clear
+//! error telling them what to do.
 
 use super::credentials::CredentialSecret;
 use super::{Error, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{CodeHostUrl, CredentialId, UserId};
+use crate::domain::{CodeHostUrl, CredentialId, PolicyRefusal, UserId};
 use crate::store::{CodeHostRecord, CredentialOwner};
 
 /// Whose credential was used; recorded with each published changeset.
@@ -49,14 +50,18 @@ impl std::fmt::Debug for ResolvedCredential {
 }
 
 impl Service {
-    /// Resolves the credential that publishes on `user`'s behalf to the
-    /// code host at `url`. The caller must be that user, a site admin, or
-    /// the operator.
+    /// Resolves the credential that publishes on `user`'s behalf to
+    /// `repository` on the code host at `url`. The caller must be that
+    /// user, a site admin, or the operator. The global credential is only
+    /// handed out where the code host's policy allows it for this user and
+    /// repository; this runs before anything is asked of the code host, so
+    /// a refused user learns nothing through the service account.
     pub async fn resolve_credential(
         &self,
         caller: &Caller,
         user: UserId,
         url: &CodeHostUrl,
+        repository: &str,
     ) -> Result<ResolvedCredential> {
         caller.require_acting_for(user)?;
         let code_host = self
@@ -80,7 +85,11 @@ impl Service {
                 .find_credential_for(code_host.id, CredentialOwner::Site)
                 .await?
             {
-                Some(record) => (record, CredentialSource::Site),
+                Some(record) => {
+                    self.check_global_policy(&code_host, user, repository)
+                        .await?;
+                    (record, CredentialSource::Site)
+                }
                 None => {
                     return Err(Error::NotFound(format!(
                         "no credential for {} {}: add a token in Settings → Batch Changes, \
@@ -101,5 +110,30 @@ impl Service {
             ssh_public_key: record.ssh_public_key,
             secret,
         })
+    }
+
+    /// Refuses with a message naming the policy (never the credential's
+    /// account) when the policy keeps `user` from the global credential.
+    async fn check_global_policy(
+        &self,
+        code_host: &CodeHostRecord,
+        user: UserId,
+        repository: &str,
+    ) -> Result<()> {
+        let policy = &code_host.global_credential_policy;
+        let Err(refusal) = policy.check(user, repository) else {
+            return Ok(());
+        };
+        let whom = match refusal {
+            PolicyRefusal::User => format!("by {}", self.store.find_user(user).await?.username),
+            PolicyRefusal::Repository => format!("for {repository}"),
+        };
+        Err(Error::Forbidden(format!(
+            "the global credential for {} {} may not be used {whom} (site policy: {}); \
+             add your own token in Settings → Batch Changes",
+            code_host.kind.display_name(),
+            code_host.url,
+            policy.describe(refusal)
+        )))
     }
 }

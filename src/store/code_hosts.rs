@@ -5,7 +5,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
-use crate::domain::{CodeHostId, CodeHostKind, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
+use crate::domain::{
+    CodeHostId, CodeHostKind, CodeHostUrl, GitUrlType, GlobalCredentialPolicy, PolicyMode,
+    PolicyUsers, RepositoryPattern, SshKeyAlgorithm, UserId,
+};
 
 /// A code host as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +21,8 @@ pub struct CodeHostRecord {
     pub ssh_known_hosts: Option<String>,
     pub ssh_key_algorithm: SshKeyAlgorithm,
     pub created_at: DateTime<Utc>,
+    /// Who may publish with its global credential, and where.
+    pub global_credential_policy: GlobalCredentialPolicy,
 }
 
 /// A code host to register.
@@ -30,11 +35,13 @@ pub struct CodeHostUpdate {
     /// `Some(None)` clears the recorded host key.
     pub ssh_known_hosts: Option<Option<String>>,
     pub ssh_key_algorithm: Option<SshKeyAlgorithm>,
+    pub global_credential_policy: Option<GlobalCredentialPolicy>,
 }
 
 macro_rules! code_host_columns {
     () => {
-        "id, kind, url, git_url_type, ssh_known_hosts, ssh_key_algorithm, created_at"
+        "id, kind, url, git_url_type, ssh_known_hosts, ssh_key_algorithm, created_at, \
+         global_credential_users, global_credential_user_ids, global_credential_repositories"
     };
 }
 
@@ -54,15 +61,69 @@ fn code_host_from_row(row: &AnyRow) -> Result<CodeHostRecord> {
             &row.try_get::<String, _>("ssh_key_algorithm")?,
         )?,
         created_at: from_millis(row.try_get("created_at")?)?,
+        global_credential_policy: policy_from_row(row)?,
     })
+}
+
+fn policy_from_row(row: &AnyRow) -> Result<GlobalCredentialPolicy> {
+    let corrupt =
+        |column: &str, raw: &str| Error::Corrupt(format!("column {column} holds {raw:?}"));
+    let mode: String = row.try_get("global_credential_users")?;
+    let ids: String = row.try_get("global_credential_user_ids")?;
+    let patterns: String = row.try_get("global_credential_repositories")?;
+    let users = match mode
+        .parse::<PolicyMode>()
+        .map_err(|_| corrupt("code_hosts.global_credential_users", &mode))?
+    {
+        PolicyMode::Everyone => PolicyUsers::Everyone,
+        PolicyMode::Nobody => PolicyUsers::Nobody,
+        PolicyMode::Selected => PolicyUsers::Selected(
+            serde_json::from_str::<Vec<String>>(&ids)
+                .map_err(|_| corrupt("code_hosts.global_credential_user_ids", &ids))?
+                .iter()
+                .map(|id| parse_column::<UserId>("code_hosts.global_credential_user_ids", id))
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let repositories = serde_json::from_str::<Vec<String>>(&patterns)
+        .map_err(|_| corrupt("code_hosts.global_credential_repositories", &patterns))?
+        .iter()
+        .map(|p| {
+            RepositoryPattern::parse(p)
+                .map_err(|_| corrupt("code_hosts.global_credential_repositories", p))
+        })
+        .collect::<Result<_>>()?;
+    Ok(GlobalCredentialPolicy {
+        users,
+        repositories,
+    })
+}
+
+/// The policy's three columns: mode, user ids and patterns (JSON arrays).
+fn policy_columns(policy: &GlobalCredentialPolicy) -> (&'static str, String, String) {
+    let ids: Vec<String> = match &policy.users {
+        PolicyUsers::Selected(ids) => ids.iter().map(ToString::to_string).collect(),
+        PolicyUsers::Everyone | PolicyUsers::Nobody => Vec::new(),
+    };
+    let patterns: Vec<&str> = policy
+        .repositories
+        .iter()
+        .map(RepositoryPattern::as_str)
+        .collect();
+    (
+        policy.users.mode().as_str(),
+        serde_json::Value::from(ids).to_string(),
+        serde_json::Value::from(patterns).to_string(),
+    )
 }
 
 impl Store {
     pub async fn insert_code_host(&self, host: &NewCodeHost) -> Result<()> {
+        let (users, user_ids, repositories) = policy_columns(&host.global_credential_policy);
         sqlx::query(concat!(
             "INSERT INTO code_hosts (",
             code_host_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(host.id.to_string())
         .bind(host.kind.as_str())
@@ -71,6 +132,9 @@ impl Store {
         .bind(host.ssh_known_hosts.as_deref())
         .bind(host.ssh_key_algorithm.as_str())
         .bind(to_millis(host.created_at))
+        .bind(users)
+        .bind(user_ids)
+        .bind(repositories)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict_on_unique(e, "a code host with this URL already exists"))?;
@@ -140,13 +204,24 @@ impl Store {
         let algorithm = update
             .ssh_key_algorithm
             .unwrap_or(current.ssh_key_algorithm);
+        let policy = update
+            .global_credential_policy
+            .unwrap_or(current.global_credential_policy);
+        let (users, user_ids, repositories) = policy_columns(&policy);
+        // One statement, so a form changing several fields changes all or
+        // none of them.
         let done = sqlx::query(
             "UPDATE code_hosts SET git_url_type = $1, ssh_known_hosts = $2, \
-             ssh_key_algorithm = $3 WHERE id = $4",
+             ssh_key_algorithm = $3, global_credential_users = $4, \
+             global_credential_user_ids = $5, global_credential_repositories = $6 \
+             WHERE id = $7",
         )
         .bind(git_url_type.as_str())
         .bind(ssh_known_hosts.as_deref())
         .bind(algorithm.as_str())
+        .bind(users)
+        .bind(user_ids)
+        .bind(repositories)
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;

@@ -12,9 +12,9 @@ use super::auth_pages::NoFields;
 use super::csrf::CsrfForm;
 use super::session::WebCaller;
 use super::{Chrome, WebError, kinds};
-use crate::domain::{CodeHostId, CodeHostKind, GitUrlType, SshKeyAlgorithm, UserId};
+use crate::domain::{CodeHostId, CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm, UserId};
 use crate::http::AppState;
-use crate::service::{AddCodeHost, Error, PageRequest};
+use crate::service::{AddCodeHost, Error, PageRequest, PolicyRequest, PolicyView};
 use crate::store::{CodeHostRecord, CodeHostUpdate, UserRecord};
 
 const CODE_HOSTS: &str = "/site-admin/code-hosts";
@@ -59,6 +59,8 @@ struct KindOption {
 struct CodeHostsPage {
     chrome: Chrome,
     hosts: Vec<CodeHostRecord>,
+    /// Each host's global credential policy, in the order of `hosts`.
+    policies: Vec<PolicyView>,
     kinds: Vec<KindOption>,
     form: AddCodeHostForm,
     error: Option<String>,
@@ -82,30 +84,83 @@ pub(super) struct EditCodeHostForm {
     ssh_known_hosts: String,
     #[serde(default)]
     ssh_key_algorithm: String,
+    /// Who may use the global credential: everyone, nobody or selected.
+    #[serde(default)]
+    policy_users: String,
+    /// The selected usernames, separated by commas or lines.
+    #[serde(default)]
+    policy_usernames: String,
+    /// Repository patterns, one per line (or separated by commas).
+    #[serde(default)]
+    policy_repositories: String,
+}
+
+/// The non-empty entries of a list typed as lines or comma-separated.
+/// Spaces inside an entry are kept, so the service can refuse them.
+fn list_entries(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl EditCodeHostForm {
-    fn of(host: &CodeHostRecord) -> Self {
+    fn of(host: &CodeHostRecord, policy: Option<&PolicyView>) -> Self {
         Self {
             git_url_type: host.git_url_type.as_str().to_owned(),
             ssh_known_hosts: host.ssh_known_hosts.clone().unwrap_or_default(),
             ssh_key_algorithm: host.ssh_key_algorithm.as_str().to_owned(),
+            policy_users: policy
+                .map_or(PolicyMode::Everyone, |p| p.mode)
+                .as_str()
+                .to_owned(),
+            policy_usernames: policy.map(|p| p.usernames.join(", ")).unwrap_or_default(),
+            policy_repositories: policy
+                .map(|p| p.repositories.join("\n"))
+                .unwrap_or_default(),
         }
     }
 
-    fn parse(&self) -> Result<CodeHostUpdate, Error> {
+    /// The update and, when the form carries the policy fields, the policy.
+    fn parse(&self) -> Result<(CodeHostUpdate, Option<PolicyRequest>), Error> {
         let known_hosts = self.ssh_known_hosts.trim();
-        Ok(CodeHostUpdate {
+        let update = CodeHostUpdate {
             git_url_type: Some(self.git_url_type.parse()?),
             ssh_known_hosts: Some((!known_hosts.is_empty()).then(|| known_hosts.to_owned())),
             ssh_key_algorithm: Some(self.ssh_key_algorithm.parse()?),
-        })
+            ..CodeHostUpdate::default()
+        };
+        if self.policy_users.is_empty() {
+            return Ok((update, None));
+        }
+        let mode: PolicyMode = self.policy_users.parse()?;
+        // The usernames box keeps its text when another choice is made;
+        // only "selected" reads it.
+        let usernames = match mode {
+            PolicyMode::Selected => list_entries(&self.policy_usernames),
+            PolicyMode::Everyone | PolicyMode::Nobody => Vec::new(),
+        };
+        let policy = PolicyRequest {
+            mode,
+            usernames,
+            repositories: list_entries(&self.policy_repositories),
+        };
+        Ok((update, Some(policy)))
     }
 }
 
 impl CodeHostsPage {
     fn icon(&self, kind: &CodeHostKind) -> &'static str {
         kinds::icon_letters(*kind)
+    }
+
+    /// The one-line policy of the host at `index` in `hosts`.
+    fn policy_summary(&self, index: &usize) -> String {
+        self.policies
+            .get(*index)
+            .map(PolicyView::summary)
+            .unwrap_or_default()
     }
 }
 
@@ -128,16 +183,32 @@ async fn code_hosts(
         .list_code_hosts(&caller.caller, &everything())
         .await?
         .items;
-    let find = |id: String| hosts.iter().find(|h| h.id.to_string() == id).cloned();
-    let remove = dialogs.remove.and_then(find);
-    let edit = dialogs.edit.and_then(find).map(|host| EditDialog {
-        form: EditCodeHostForm::of(&host),
-        host,
-        error: None,
+    let mut policies = Vec::with_capacity(hosts.len());
+    for host in &hosts {
+        policies.push(
+            state
+                .service
+                .global_credential_policy(&caller.caller, host)
+                .await?,
+        );
+    }
+    let find = |id: String| hosts.iter().position(|h| h.id.to_string() == id);
+    let remove = dialogs
+        .remove
+        .and_then(find)
+        .and_then(|i| hosts.get(i).cloned());
+    let edit = dialogs.edit.and_then(find).and_then(|i| {
+        let host = hosts.get(i)?.clone();
+        Some(EditDialog {
+            form: EditCodeHostForm::of(&host, policies.get(i)),
+            host,
+            error: None,
+        })
     });
     Ok(CodeHostsPage {
         chrome: Chrome::new(caller, "admin-code-hosts"),
         hosts,
+        policies,
         kinds: CodeHostKind::ALL
             .into_iter()
             .filter(|k| k.is_supported())
@@ -195,8 +266,31 @@ pub(super) async fn add_code_host(
     Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
 }
 
-/// Changes the git URL type, key algorithm or host key. Switching to SSH
-/// gives existing credentials a keypair (see the service).
+/// Checks the whole edit form, then applies it in one update.
+async fn apply_edit(
+    state: &AppState,
+    caller: &WebCaller,
+    id: CodeHostId,
+    form: &EditCodeHostForm,
+) -> Result<CodeHostRecord, Error> {
+    let (mut update, policy) = form.parse()?;
+    if let Some(policy) = policy {
+        update.global_credential_policy = Some(
+            state
+                .service
+                .global_credential_policy_from(&caller.caller, policy)
+                .await?,
+        );
+    }
+    state
+        .service
+        .update_code_host(&caller.caller, id, update)
+        .await
+}
+
+/// Changes the git URL type, key algorithm, host key and global credential
+/// policy, all or none of them. Switching to SSH gives existing credentials
+/// a keypair (see the service).
 pub(super) async fn update_code_host(
     State(state): State<AppState>,
     caller: WebCaller,
@@ -204,15 +298,7 @@ pub(super) async fn update_code_host(
     CsrfForm(form): CsrfForm<EditCodeHostForm>,
 ) -> Result<Response, WebError> {
     let id: CodeHostId = id.parse().map_err(Error::from)?;
-    let result = match form.parse() {
-        Ok(update) => {
-            state
-                .service
-                .update_code_host(&caller.caller, id, update)
-                .await
-        }
-        Err(error) => Err(error),
-    };
+    let result = apply_edit(&state, &caller, id, &form).await;
     let message = match result {
         Ok(_) => return Ok(Redirect::to(CODE_HOSTS).into_response()),
         Err(Error::InvalidInput(message)) => message,

@@ -68,16 +68,17 @@ pub(crate) struct HostRow {
     pub requires_ssh: bool,
     /// The page owner's own credential for this host.
     pub credential: Option<CredentialView>,
-    /// On a user's page: a global credential covers this host.
-    pub global_covers: bool,
+    /// On a user's page: the global credential that covers this host, as
+    /// the service shows it to this viewer (details for site admins only).
+    pub global: Option<CredentialView>,
 }
 
 impl HostRow {
     fn from_view(scope: Scope, view: CodeHostView) -> Self {
-        let (credential, global_covers) = match view.credential {
+        let (credential, global) = match view.credential {
             // On a user's page the global credential is not theirs.
-            Some(c) if scope == Scope::User && c.is_site_credential() => (None, true),
-            other => (other, false),
+            Some(c) if scope == Scope::User && c.is_site_credential() => (None, Some(c)),
+            other => (other, None),
         };
         Self {
             code_host_id: view.code_host.id.to_string(),
@@ -85,7 +86,7 @@ impl HostRow {
             url: view.code_host.url.as_str().to_owned(),
             requires_ssh: view.code_host.git_url_type == crate::domain::GitUrlType::Ssh,
             credential,
-            global_covers,
+            global,
         }
     }
 

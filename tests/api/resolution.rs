@@ -27,7 +27,7 @@ async fn own_credential_then_global_then_a_clear_error(backend: Backend) {
 
     // Neither: the error says what to do.
     let error = service
-        .resolve_credential(&as_alice, alice.id, &host)
+        .resolve_credential(&as_alice, alice.id, &host, "acme/api")
         .await
         .unwrap_err();
     assert_eq!(
@@ -53,7 +53,7 @@ async fn own_credential_then_global_then_a_clear_error(backend: Backend) {
 
     // Only the global one: it is used, and says so.
     let resolved = service
-        .resolve_credential(&as_alice, alice.id, &host)
+        .resolve_credential(&as_alice, alice.id, &host, "acme/api")
         .await
         .unwrap();
     assert_eq!(resolved.source, CredentialSource::Site);
@@ -66,14 +66,14 @@ async fn own_credential_then_global_then_a_clear_error(backend: Backend) {
         .await
         .unwrap();
     let resolved = service
-        .resolve_credential(&as_alice, alice.id, &host)
+        .resolve_credential(&as_alice, alice.id, &host, "acme/api")
         .await
         .unwrap();
     assert_eq!(resolved.source, CredentialSource::User);
     assert_eq!(resolved.credential_id, own.id);
     assert_eq!(resolved.secret.token.expose_secret(), "ghp_alice");
     let for_bob = service
-        .resolve_credential(&operator, bob.id, &host)
+        .resolve_credential(&operator, bob.id, &host, "acme/api")
         .await
         .unwrap();
     assert_eq!(for_bob.source, CredentialSource::Site);
@@ -82,7 +82,7 @@ async fn own_credential_then_global_then_a_clear_error(backend: Backend) {
 
     // Alice may not resolve Bob's credentials; the answer hides him.
     let error = service
-        .resolve_credential(&as_alice, bob.id, &host)
+        .resolve_credential(&as_alice, bob.id, &host, "acme/api")
         .await
         .unwrap_err();
     assert!(
@@ -93,7 +93,7 @@ async fn own_credential_then_global_then_a_clear_error(backend: Backend) {
     // Unknown code host.
     let elsewhere = CodeHostUrl::parse("https://nowhere.example.com").unwrap();
     let error = service
-        .resolve_credential(&as_alice, alice.id, &elsewhere)
+        .resolve_credential(&as_alice, alice.id, &elsewhere, "acme/api")
         .await
         .unwrap_err();
     assert!(

@@ -178,6 +178,7 @@ async fn tampered_records_do_not_open_and_are_never_sent(backend: Backend) {
             &Caller::Operator,
             admin_id,
             &CodeHostUrl::parse(&github).unwrap(),
+            "acme/api",
         )
         .await;
     assert!(matches!(resolved, Err(Error::SealMismatch)), "{resolved:?}");
