@@ -269,6 +269,7 @@ impl Service {
                 credential_id: None,
                 credential_source: None,
                 pushed_commit: None,
+                pushing_commit: None,
                 pr_number: None,
                 pr_url: None,
                 error: None,
@@ -395,11 +396,21 @@ impl Service {
             base_branch: spec.base_branch.clone(),
             head_branch: spec.head_branch.clone(),
             expected_head: record.pushed_commit.clone(),
+            interrupted_head: record.pushing_commit.clone(),
             change,
         };
+        let (store, id) = (self.store.clone(), record.id);
+        let record_commit: git::RecordCommit<'_> = Box::new(move |commit| {
+            Box::pin(async move {
+                store
+                    .record_pushing_commit(id, &commit)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
         let pushed = {
             let _slot = self.git_jobs.start(user).await;
-            git::push(&request, &auth).await
+            git::push_recording(&request, &auth, record_commit).await
         }
         .map_err(|e| push_error(spec, request.expected_head.as_deref(), e))?;
         record.state = ChangesetState::Pushed;

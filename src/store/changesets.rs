@@ -58,6 +58,9 @@ pub struct ChangesetRecord {
     /// `user` or `site`.
     pub credential_source: Option<String>,
     pub pushed_commit: Option<String>,
+    /// The commit an attempt was about to push, recorded before pushing
+    /// (see [`Store::record_pushing_commit`]).
+    pub pushing_commit: Option<String>,
     pub pr_number: Option<i64>,
     pub pr_url: Option<String>,
     pub error: Option<String>,
@@ -76,7 +79,7 @@ macro_rules! changeset_columns {
     () => {
         "id, user_id, code_host_id, repository, base_branch, head_branch, spec_hash, state, \
          credential_id, credential_source, pushed_commit, pr_number, pr_url, error, attempts, \
-         created_at, updated_at, previous_user_id, handed_over_by, handed_over_at"
+         created_at, updated_at, previous_user_id, handed_over_by, handed_over_at, pushing_commit"
     };
 }
 
@@ -97,6 +100,7 @@ fn changeset_from_row(row: &AnyRow) -> Result<ChangesetRecord> {
             .transpose()?,
         credential_source: row.try_get("credential_source")?,
         pushed_commit: row.try_get("pushed_commit")?,
+        pushing_commit: row.try_get("pushing_commit")?,
         pr_number: row.try_get("pr_number")?,
         pr_url: row.try_get("pr_url")?,
         error: row.try_get("error")?,
@@ -154,7 +158,7 @@ impl Store {
             "INSERT INTO changesets (",
             changeset_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             NULL, NULL, NULL) \
+             NULL, NULL, NULL, NULL) \
              ON CONFLICT (code_host_id, repository, head_branch) DO UPDATE SET \
              base_branch = excluded.base_branch, \
              spec_hash = excluded.spec_hash, state = excluded.state, error = NULL, \
@@ -190,6 +194,21 @@ impl Store {
         )
         .await?
         .ok_or(Error::NotFound)
+    }
+
+    /// Records the commit about to be pushed for a changeset, before the
+    /// push, so that an attempt interrupted after pushing it is recognised
+    /// as batchcred's own work and not as someone else's.
+    pub async fn record_pushing_commit(&self, id: ChangesetId, commit: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE changesets SET pushing_commit = $1 WHERE id = $2")
+            .bind(commit)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
     }
 
     /// Gives a changeset to `to`, recording the previous owner, who did it

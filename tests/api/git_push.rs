@@ -47,6 +47,7 @@ fn commit_request(url: String, repo: &Path, head: &str) -> PushRequest {
         base_branch: "main".to_owned(),
         head_branch: head.to_owned(),
         expected_head: None,
+        interrupted_head: None,
         change: Change::Commit {
             repo: repo.to_owned(),
             rev: "HEAD".to_owned(),
@@ -192,6 +193,7 @@ async fn diff_is_applied_on_the_base_branch_and_pushed() {
         base_branch: "main".to_owned(),
         head_branch: "batch/diff".to_owned(),
         expected_head: None,
+        interrupted_head: None,
         change: Change::Diff {
             patch,
             message: "Apply the batch change\n\nWith a body.".to_owned(),
@@ -233,6 +235,7 @@ async fn a_diff_that_does_not_apply_is_reported_as_such() {
         base_branch: "main".to_owned(),
         head_branch: "batch/diff".to_owned(),
         expected_head: None,
+        interrupted_head: None,
         change: Change::Diff {
             patch: patch.to_owned(),
             message: "m".to_owned(),
@@ -499,6 +502,7 @@ async fn ssh_diff_push_fetches_the_base_over_ssh() {
         base_branch: "main".to_owned(),
         head_branch: "batch/ssh-diff".to_owned(),
         expected_head: None,
+        interrupted_head: None,
         change: Change::Diff {
             patch,
             message: "Via SSH".to_owned(),

@@ -75,6 +75,7 @@ both_backends!(
     default_and_base_branches_are_never_pushed_to,
     a_branch_moved_outside_batchcred_is_not_overwritten,
     a_branch_batchcred_did_not_create_is_not_overwritten,
+    a_push_interrupted_before_it_was_recorded_is_resumed,
     another_users_changeset_is_a_conflict,
     a_handed_over_changeset_is_the_new_owners_and_the_hand_over_is_recorded,
 );
@@ -233,6 +234,62 @@ async fn a_branch_batchcred_did_not_create_is_not_overwritten(backend: Backend) 
     );
     assert_eq!(branch_sha(&api, "feature/theirs"), Some(theirs));
     assert!(w.emulator.pulls().is_empty());
+}
+
+/// Rewinds the changeset's record to how a process killed right after its
+/// push (before recording it) leaves it: pending, with no pushed commit.
+/// `keep_pushing_commit: false` also forgets the commit recorded before the
+/// push, so the branch then looks like someone else's.
+async fn forget_the_push(w: &World, branch: &str, keep_pushing_commit: bool) {
+    let pool = w.app.database().await;
+    let sql = if keep_pushing_commit {
+        "UPDATE changesets SET state = 'pending', pushed_commit = NULL WHERE head_branch = $1"
+    } else {
+        "UPDATE changesets SET state = 'pending', pushed_commit = NULL, pushing_commit = NULL \
+         WHERE head_branch = $1"
+    };
+    let done = sqlx::query(sql).bind(branch).execute(&pool).await.unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    pool.close().await;
+}
+
+async fn a_push_interrupted_before_it_was_recorded_is_resumed(backend: Backend) {
+    let w = world(backend).await;
+    let service = &w.app.service;
+    let as_alice = Caller::User(w.alice.clone());
+    let api = w.git.repo_path("api");
+    let mut spec = w.spec("github", "acme/api", "batch/interrupted");
+    let first = service
+        .publish_changeset(&as_alice, w.alice.id, &spec)
+        .await
+        .unwrap();
+    assert_eq!(branch_sha(&api, "batch/interrupted"), first.commit);
+
+    // The commit was recorded before the push: the branch is known to be
+    // batchcred's, and the resumed run replaces it.
+    forget_the_push(&w, "batch/interrupted", true).await;
+    spec.change = patch_adding("resumed");
+    let resumed = service
+        .publish_changeset(&as_alice, w.alice.id, &spec)
+        .await
+        .unwrap();
+    assert_eq!(resumed.result, PublishResult::Updated);
+    assert_ne!(resumed.commit, first.commit);
+    assert_eq!(branch_sha(&api, "batch/interrupted"), resumed.commit);
+
+    // Without that record the same branch is someone else's: refused.
+    forget_the_push(&w, "batch/interrupted", false).await;
+    spec.change = patch_adding("refused");
+    let error = service
+        .publish_changeset(&as_alice, w.alice.id, &spec)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("refusing to overwrite it"),
+        "{error}"
+    );
+    assert_eq!(branch_sha(&api, "batch/interrupted"), resumed.commit);
+    assert_eq!(w.emulator.pulls().len(), 1);
 }
 
 #[tokio::test]

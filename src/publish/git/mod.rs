@@ -10,8 +10,10 @@ mod credential;
 mod error;
 mod ssh;
 
+use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -71,8 +73,20 @@ pub struct PushRequest {
     /// (someone else moved or created the branch) fails the push with
     /// [`PushError::BranchMoved`] and leaves the branch alone.
     pub expected_head: Option<String>,
+    /// A commit an earlier, interrupted push of the same changeset was
+    /// about to push (see [`RecordCommit`]): finding the branch there means
+    /// batchcred put it there, so it may be replaced too.
+    pub interrupted_head: Option<String>,
     pub change: Change,
 }
+
+/// Called with the commit about to be pushed, before the push starts, so
+/// the caller can record it durably: should the process stop right after
+/// the push, the next attempt passes it as
+/// [`PushRequest::interrupted_head`]. An error stops the push.
+pub type RecordCommit<'a> = Box<
+    dyn FnOnce(String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> + Send + 'a,
+>;
 
 /// The outcome of a successful push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +119,30 @@ pub async fn push(req: &PushRequest, auth: &GitAuth) -> Result<Pushed, PushError
     push_with(req, auth, &PushOptions::default()).await
 }
 
+/// [`push`], recording the commit through `record` before pushing it.
+pub async fn push_recording(
+    req: &PushRequest,
+    auth: &GitAuth,
+    record: RecordCommit<'_>,
+) -> Result<Pushed, PushError> {
+    push_inner(req, auth, &PushOptions::default(), Some(record)).await
+}
+
 /// [`push`] with explicit options.
 #[tracing::instrument(skip_all, fields(head = %req.head_branch))]
 pub async fn push_with(
     req: &PushRequest,
     auth: &GitAuth,
     options: &PushOptions,
+) -> Result<Pushed, PushError> {
+    push_inner(req, auth, options, None).await
+}
+
+async fn push_inner(
+    req: &PushRequest,
+    auth: &GitAuth,
+    options: &PushOptions,
+    record: Option<RecordCommit<'_>>,
 ) -> Result<Pushed, PushError> {
     validate(req, auth)?;
     let scratch = private_scratch(options)?;
@@ -120,7 +152,7 @@ pub async fn push_with(
         transport: &transport,
         secrets: secrets(auth),
     }
-    .push(req)
+    .push(req, record)
     .await;
     transport.stop().await;
     // Explicit close so a failure to clean up is at least logged.
@@ -245,10 +277,13 @@ fn validate(req: &PushRequest, auth: &GitAuth) -> Result<(), PushError> {
     {
         return invalid(format!("{rev:?} is not a revision"));
     }
-    if let Some(expected) = &req.expected_head
-        && !is_object_id(expected)
+    for expected in [&req.expected_head, &req.interrupted_head]
+        .into_iter()
+        .flatten()
     {
-        return invalid(format!("{expected:?} is not a commit id"));
+        if !is_object_id(expected) {
+            return invalid(format!("{expected:?} is not a commit id"));
+        }
     }
     Ok(())
 }
@@ -344,7 +379,11 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn push(&self, req: &PushRequest) -> Result<Pushed, PushError> {
+    async fn push(
+        &self,
+        req: &PushRequest,
+        record: Option<RecordCommit<'_>>,
+    ) -> Result<Pushed, PushError> {
         let (repo, commit) = match &req.change {
             Change::Commit { repo, rev } => (repo.clone(), self.resolve(repo, rev).await?),
             Change::Diff {
@@ -359,15 +398,32 @@ impl Session<'_> {
                 (work, commit)
             }
         };
+        if let Some(record) = record {
+            record(commit.clone()).await.map_err(|reason| {
+                PushError::Other(format!(
+                    "could not record the commit before pushing: {reason}"
+                ))
+            })?;
+        }
         let expected = req.expected_head.as_deref();
         match self.push_with_lease(&repo, req, &commit, expected).await {
-            // The branch batchcred pushed is gone (merged and deleted, say):
-            // creating it again overwrites nothing.
-            Err(PushError::BranchMoved(message)) if expected.is_some() => {
-                if self.remote_has_branch(req).await? {
+            Err(PushError::BranchMoved(message)) => {
+                // Not where batchcred last recorded it. Still batchcred's
+                // own if it is gone (merged and deleted, say: creating it
+                // again overwrites nothing), already at this very commit,
+                // or at the commit an interrupted attempt was pushing.
+                let remote = self.remote_head(req).await?;
+                let ours = match remote.as_deref() {
+                    None => expected.is_some(),
+                    Some(head) => head == commit || Some(head) == req.interrupted_head.as_deref(),
+                };
+                if !ours {
                     return Err(PushError::BranchMoved(message));
                 }
-                self.push_with_lease(&repo, req, &commit, None).await?;
+                if remote.as_deref() != Some(commit.as_str()) {
+                    self.push_with_lease(&repo, req, &commit, remote.as_deref())
+                        .await?;
+                }
             }
             other => other?,
         }
@@ -396,8 +452,9 @@ impl Session<'_> {
         self.network(push).await
     }
 
-    /// Whether the head branch exists on the code host.
-    async fn remote_has_branch(&self, req: &PushRequest) -> Result<bool, PushError> {
+    /// The commit the head branch is at on the code host; `None` when it
+    /// does not exist.
+    async fn remote_head(&self, req: &PushRequest) -> Result<Option<String>, PushError> {
         let list = GitCommand::new(self.home)
             .args(["ls-remote", "--heads", "--"])
             .arg(&req.remote_url)
@@ -409,7 +466,7 @@ impl Session<'_> {
                 &self.secrets,
             )));
         }
-        Ok(!finished.stdout.trim().is_empty())
+        Ok(finished.stdout.split_whitespace().next().map(str::to_owned))
     }
 
     /// The full commit id `rev` names in `repo`.
@@ -524,6 +581,7 @@ mod tests {
             base_branch: "main".to_owned(),
             head_branch: head.to_owned(),
             expected_head: None,
+            interrupted_head: None,
             change: Change::Commit {
                 repo: PathBuf::from("."),
                 rev: "HEAD".to_owned(),
