@@ -6,14 +6,14 @@ use batchcred::domain::{CodeHostKind, CodeHostUrl};
 use batchcred::service::{CreateCredential, CredentialSource, Error, PublishResult};
 use batchcred::store::UserRecord;
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::cli::{batchcred, ok};
-use crate::helpers::{Backend, PASSWORD, TestApp, TestUser, error_code, error_message, spawn_app};
+use crate::helpers::{Backend, TestApp, TestUser, error_code, error_message, spawn_app};
 use crate::publish::world;
 use crate::support::codehost::{EmulatedToken, Emulator, GITHUB_SCOPES, GITLAB_SCOPES};
+use crate::web::Browser;
 
 const SET_POLICY: &str = "mutation($h: ID!, $a: GlobalCredentialUsers!, $u: [String!], $r: [String!]) { \
     setGlobalCredentialPolicy(codeHost: $h, allowedUsers: $a, users: $u, repositories: $r) { \
@@ -602,62 +602,4 @@ async fn the_cli_sets_and_lists_the_policy() {
     ));
     let listed = ok(&batchcred(&data, &["codehosts", "list"], ""));
     assert!(listed.contains(" nobody"), "{listed}");
-}
-
-/// A browser: a cookie jar, no automatic redirects.
-struct Browser<'a> {
-    app: &'a TestApp,
-    client: reqwest::Client,
-}
-
-impl<'a> Browser<'a> {
-    async fn signed_in(app: &'a TestApp, username: &str) -> Self {
-        let client = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(Policy::none())
-            .build()
-            .unwrap();
-        let browser = Self { app, client };
-        let csrf = browser.csrf("/sign-in").await;
-        let (status, body) = browser
-            .post(
-                "/sign-in",
-                &[
-                    ("csrf", &csrf),
-                    ("username", username),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-        browser
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, String) {
-        let response = self.client.get(self.app.url(path)).send().await.unwrap();
-        (response.status(), response.text().await.unwrap())
-    }
-
-    /// The CSRF token of the first form on a page.
-    async fn csrf(&self, path: &str) -> String {
-        let (status, body) = self.get(path).await;
-        assert_eq!(status, StatusCode::OK, "{path}: {body}");
-        let start = body.find("name=\"csrf\" value=\"").expect("a form") + 19;
-        body[start..].split('"').next().unwrap().to_owned()
-    }
-
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let response = self
-            .client
-            .post(self.app.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.text().await.unwrap())
-    }
 }

@@ -22,6 +22,13 @@ impl<'a> Browser<'a> {
         Self { app, client }
     }
 
+    /// A browser signed in as `username`.
+    pub(crate) async fn signed_in(app: &'a TestApp, username: &str) -> Self {
+        let browser = Self::new(app);
+        browser.sign_in(username).await;
+        browser
+    }
+
     pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let response = self.client.get(self.app.url(path)).send().await.unwrap();
         (response.status(), response.text().await.unwrap())
