@@ -16,6 +16,8 @@ pub(super) fn to_graphql(error: Error) -> async_graphql::Error {
         Error::Conflict(message) => ("CONFLICT", message),
         Error::CodeHostUnavailable(message) => ("CODE_HOST_UNAVAILABLE", message),
         Error::PublishFailed(message) => ("PUBLISH_FAILED", message),
+        Error::Throttled { message, .. } => ("RATE_LIMITED", message),
+        Error::Overloaded { message, .. } => ("OVERLOADED", message),
         Error::Internal(detail) => {
             tracing::error!(error = %detail, "internal error in GraphQL request");
             ("INTERNAL_SERVER_ERROR", "internal server error".to_owned())

@@ -25,11 +25,18 @@ pub async fn hash_password(password: SecretString) -> Result<String, String> {
 
 /// Checks a password against a stored hash, or against a dummy hash when
 /// `stored` is `None`, so both cases take the same time. Returns whether it
-/// matched.
-pub async fn verify_password(password: SecretString, stored: Option<String>) -> bool {
+/// matched. `slot` (a permit bounding concurrent checks) is held by the
+/// hashing thread until the hash is done: dropping the request's future
+/// must not free the slot while Argon2 still holds its memory.
+pub async fn verify_password<S: Send + 'static>(
+    password: SecretString,
+    stored: Option<String>,
+    slot: S,
+) -> bool {
     let known_user = stored.is_some();
     let hash = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
     let matched = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         PasswordHash::new(&hash).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.expose_secret().as_bytes(), &parsed)
@@ -50,14 +57,14 @@ mod tests {
         let hash = hash_password(SecretString::from("correct horse")).await?;
         assert!(hash.starts_with("$argon2id$"));
         assert!(!hash.contains("correct horse"));
-        assert!(verify_password(SecretString::from("correct horse"), Some(hash.clone())).await);
-        assert!(!verify_password(SecretString::from("wrong horse"), Some(hash)).await);
+        assert!(verify_password(SecretString::from("correct horse"), Some(hash.clone()), ()).await);
+        assert!(!verify_password(SecretString::from("wrong horse"), Some(hash), ()).await);
         Ok(())
     }
 
     #[tokio::test]
     async fn unknown_users_never_verify_but_take_the_same_path() {
         assert!(PasswordHash::new(DUMMY_HASH).is_ok());
-        assert!(!verify_password(SecretString::from("anything"), None).await);
+        assert!(!verify_password(SecretString::from("anything"), None, ()).await);
     }
 }

@@ -168,6 +168,7 @@ impl Local {
             session_ttl: serve::DEFAULT_SESSION_TTL,
             code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
             publish: batchcred::service::PublishSettings::default(),
+            sign_in: batchcred::service::SignInLimits::default(),
         };
         Ok(batchcred::app::open_service(&self.store, settings).await?)
     }

@@ -29,6 +29,8 @@ pub struct ConfigFile {
     pub recheck_interval_hours: Option<u64>,
     pub github_pr_interval_ms: Option<u64>,
     pub max_rate_limit_wait_secs: Option<u64>,
+    pub max_concurrent_sign_ins: Option<usize>,
+    pub sign_in_free_attempts: Option<u32>,
 }
 
 impl ConfigFile {

@@ -10,6 +10,8 @@ mod keys;
 mod page;
 mod publish;
 mod resolution;
+mod sign_in_backoff;
+mod sign_in_guard;
 
 pub use accounts::{CreatedAccessToken, SessionToken};
 pub use checks::RecheckReport;
@@ -19,6 +21,8 @@ pub use keys::{KeyStatus, ReencryptReport};
 pub use page::{Page, PageRequest};
 pub use publish::{ChangesetReport, OnReport, PublishResult, PublishSettings, PublishedChangeset};
 pub use resolution::{CredentialSource, ResolvedCredential};
+pub use sign_in_backoff::{BackoffPolicy, retry_after_secs};
+pub use sign_in_guard::{SignInLimits, default_max_concurrent};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,8 +56,33 @@ pub enum Error {
     /// pull request refused).
     #[error("{0}")]
     PublishFailed(String),
+    /// Too many failed sign-ins: the caller must wait before trying again.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after: Duration,
+    },
+    /// The server is at its bound of work of this kind; try again shortly.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after: Duration,
+    },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// How long the caller should wait before trying again, when the
+    /// error is about load rather than about the request.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } | Self::Overloaded { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -111,6 +140,7 @@ pub struct ServiceSettings {
     /// How long one call to a code host may take.
     pub code_host_timeout: Duration,
     pub publish: PublishSettings,
+    pub sign_in: SignInLimits,
 }
 
 /// The service: cheap to clone, shared by every request.
@@ -122,18 +152,22 @@ pub struct Service {
     code_hosts: ApiClient,
     /// Spaces out pull requests per code host, shared by all publishes.
     pacer: crate::publish::Pacer,
+    /// Bounds password checks and throttles sign-in per client address.
+    sign_in_guard: Arc<sign_in_guard::SignInGuard>,
 }
 
 impl Service {
     pub fn new(store: Store, encryptor: Arc<Encryptor>, settings: ServiceSettings) -> Result<Self> {
         let code_hosts = ApiClient::new(settings.code_host_timeout)
             .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        let sign_in_guard = Arc::new(sign_in_guard::SignInGuard::new(settings.sign_in));
         Ok(Self {
             store,
             encryptor,
             settings: Arc::new(settings),
             code_hosts,
             pacer: crate::publish::Pacer::default(),
+            sign_in_guard,
         })
     }
 

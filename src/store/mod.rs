@@ -10,11 +10,13 @@ mod changesets;
 mod code_hosts;
 mod credentials;
 mod sessions;
+mod sign_in_failures;
 mod users;
 
 pub use changesets::{ChangesetRecord, ChangesetState};
 pub use code_hosts::{CodeHostRecord, CodeHostUpdate, NewCodeHost};
 pub use credentials::{CheckState, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate};
+pub use sign_in_failures::SignInFailures;
 pub use users::{NewUser, UserRecord};
 
 use std::str::FromStr;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use batchcred::app::Server;
 use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
 use batchcred::crypto::Keyring;
-use batchcred::service::{PublishSettings, Service};
+use batchcred::service::{PublishSettings, Service, SignInLimits};
 
 use crate::support::codehost::Emulator;
 use secrecy::SecretString;
@@ -71,6 +71,8 @@ pub struct AppOptions {
     pub code_host_timeout: Duration,
     pub recheck_interval: Option<Duration>,
     pub publish: PublishSettings,
+    pub sign_in: SignInLimits,
+    pub external_url: url::Url,
 }
 
 impl Default for AppOptions {
@@ -87,6 +89,8 @@ impl Default for AppOptions {
                     ..batchcred::publish::Backoff::default()
                 },
             },
+            sign_in: SignInLimits::default(),
+            external_url: "http://batchcred.test".parse().expect("url"),
         }
     }
 }
@@ -132,11 +136,12 @@ pub async fn spawn_app_with(backend: Backend, options: AppOptions) -> TestApp {
     };
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        external_url: "http://batchcred.test".parse().expect("url"),
+        external_url: options.external_url,
         session_ttl: options.session_ttl,
         code_host_timeout: options.code_host_timeout,
         recheck_interval: options.recheck_interval,
         publish: options.publish,
+        sign_in: options.sign_in,
     };
     let server = Server::build(&store, &config).await.expect("server starts");
     let address = server.local_addr().expect("bound");

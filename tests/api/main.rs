@@ -16,6 +16,7 @@ mod publish_cli;
 mod resolution;
 mod schema;
 mod secrets;
+mod signin_limits;
 #[path = "../support/mod.rs"]
 mod support;
 mod validation;
