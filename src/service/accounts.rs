@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use super::sign_in_backoff::{Failures, retry_after_secs};
 use super::sign_in_guard::account_key;
 use super::{Error, Page, PageRequest, Result, Service, not_found};
-use crate::auth::{Caller, hash_password, verify_password};
+use crate::auth::{Caller, hash_password, password_matches};
 use crate::crypto::{RandomToken, sha256_hex};
 use crate::domain::{Password, UserId, Username};
 use crate::store::{NewUser, UserRecord};
@@ -227,7 +227,12 @@ impl Service {
             Err(crate::store::Error::NotFound) => (None, None),
             Err(other) => return Err(other.into()),
         };
-        let matched = verify_password(password, hash, slot).await;
+        let matched = guard
+            .run_check(slot, move |memory| {
+                password_matches(&password, hash.as_deref(), memory)
+            })
+            .await
+            .ok_or_else(|| Error::Internal("the password check did not run".into()))?;
         let Some(user) = user.filter(|_| matched) else {
             let now = Utc::now();
             guard.record_address_failure(client, now);

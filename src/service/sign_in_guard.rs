@@ -6,13 +6,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::sign_in_backoff::{BackoffPolicy, Failures};
+use crate::auth::CheckMemory;
 
 /// Sign-in protection settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +44,20 @@ pub fn default_max_concurrent() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
+/// A password check, run on a check thread with that thread's memory.
+type Check = Box<dyn FnOnce(&mut CheckMemory) + Send>;
+
 /// The server-wide sign-in state, shared by every request of a replica.
 #[derive(Debug)]
 pub struct SignInGuard {
     limits: SignInLimits,
     checks: Arc<Semaphore>,
+    /// Feeds the check threads, started on the first sign-in: a fixed set
+    /// of `max_concurrent` threads, each keeping its Argon2 memory for
+    /// every check it runs, so password checks hold at most
+    /// `max_concurrent` × 19 MiB however many sign-ins come, and nothing
+    /// is left to the allocator to hold on to.
+    workers: OnceLock<Option<Mutex<mpsc::Sender<Check>>>>,
     addresses: Mutex<AddressFailures>,
 }
 
@@ -56,6 +66,7 @@ impl SignInGuard {
         Self {
             limits,
             checks: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            workers: OnceLock::new(),
             addresses: Mutex::new(AddressFailures::default()),
         }
     }
@@ -69,6 +80,57 @@ impl SignInGuard {
     /// blocking task), not merely as long as the request.
     pub fn try_check_slot(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.checks).try_acquire_owned().ok()
+    }
+
+    /// Runs a password check on a check thread, holding `slot` until the
+    /// check is done (also if the waiting request is dropped). `None` if
+    /// the check threads could not be started.
+    pub async fn run_check<R: Send + 'static>(
+        &self,
+        slot: OwnedSemaphorePermit,
+        check: impl FnOnce(&mut CheckMemory) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Check = Box::new(move |memory| {
+            let outcome = check(memory);
+            drop(slot);
+            let _ = done.send(outcome);
+        });
+        let workers = self.workers.get_or_init(|| self.start_workers()).as_ref()?;
+        workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(job)
+            .ok()?;
+        result.await.ok()
+    }
+
+    fn start_workers(&self) -> Option<Mutex<mpsc::Sender<Check>>> {
+        let (sender, receiver) = mpsc::channel::<Check>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..self.limits.max_concurrent.max(1) {
+            let receiver = Arc::clone(&receiver);
+            let started = std::thread::Builder::new()
+                .name(format!("password-check-{n}"))
+                .spawn(move || {
+                    let mut memory = CheckMemory::default();
+                    loop {
+                        let job = receiver
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => break,
+                        }
+                    }
+                });
+            if let Err(error) = started {
+                tracing::error!(%error, "cannot start a password check thread");
+                return None;
+            }
+        }
+        Some(Mutex::new(sender))
     }
 
     /// How long a client address must still wait, if at all.
@@ -195,6 +257,19 @@ mod tests {
         assert!(guard.try_check_slot().is_none(), "only one slot");
         drop(first);
         assert!(guard.try_check_slot().is_some(), "released with the permit");
+    }
+
+    #[tokio::test]
+    async fn checks_run_on_the_check_threads_and_release_their_slot() {
+        let guard = guard(10);
+        let slot = guard.try_check_slot();
+        let thread = guard
+            .run_check(slot.unwrap_or_else(|| unreachable!()), |_| {
+                std::thread::current().name().map(str::to_owned)
+            })
+            .await;
+        assert_eq!(thread, Some(Some("password-check-0".to_owned())));
+        assert!(guard.try_check_slot().is_some(), "slot released");
     }
 
     #[test]
