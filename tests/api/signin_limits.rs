@@ -111,7 +111,11 @@ async fn wrong_passwords_back_off_and_a_right_one_resets_the_count(backend: Back
     // password: both refused before any check, and neither counts.
     let (status, retry, body) = sign_in(&app, "Admin", "not the password").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-    assert_eq!(retry, Some(2));
+    // 2 s from the fifth failure, rounded up: 2 unless the machine is slow.
+    assert!(
+        retry.is_some_and(|secs| (1..=2).contains(&secs)),
+        "{retry:?}"
+    );
     assert!(
         body["error"]
             .as_str()
@@ -242,10 +246,16 @@ async fn the_web_sign_in_form_is_throttled_too() {
     }
     let response = post(PASSWORD).await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(response.headers()["retry-after"], "2");
+    let retry = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(retry == "1" || retry == "2", "{retry}");
     let body = response.text().await.unwrap();
     assert!(
-        body.contains("too many failed sign-ins; try again in 2 seconds"),
+        body.contains(&format!(
+            "too many failed sign-ins; try again in {retry} seconds"
+        )),
         "{body}"
     );
     assert!(
