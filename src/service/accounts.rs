@@ -197,7 +197,9 @@ impl Service {
         let account = account_key(username);
         let now = Utc::now();
         let mut wait = guard.address_retry_after(client, now);
-        if let Some(account) = &account
+        // An address already waiting costs no database read.
+        if wait.is_none()
+            && let Some(account) = &account
             && let Some(failures) = self.store.sign_in_failures(account).await?
         {
             let failures = Failures {
