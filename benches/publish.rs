@@ -20,7 +20,7 @@ use batchcred::app::Server;
 use batchcred::auth::Caller;
 use batchcred::config::{ServerConfig, StoreConfig};
 use batchcred::publish::{Backoff, ChangeSpec, ChangesetSpec};
-use batchcred::service::{AddCodeHost, CreateCredential, PublishSettings};
+use batchcred::service::{AddCodeHost, CreateCredential, PublishSettings, SignInLimits};
 use secrecy::SecretString;
 use support::codehost::{EmulatedRepo, EmulatedToken, Emulator, GITHUB_SCOPES};
 use support::git_http::GitHttpServer;
@@ -96,6 +96,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
             backoff: Backoff::default(),
             ..PublishSettings::default()
         },
+        sign_in: SignInLimits::default(),
     };
     let server = Server::build(&store, &config).await.unwrap();
     let service = server.service().clone();

@@ -86,6 +86,7 @@ impl Server {
             session_idle_timeout: server_config.session_idle_timeout,
             code_host_timeout: server_config.code_host_timeout,
             publish: server_config.publish,
+            sign_in: server_config.sign_in,
         };
         let service = open_service(store_config, settings).await?;
         // Finish key generation a crash may have interrupted.
@@ -123,6 +124,11 @@ impl Server {
                     Ok(0) => {}
                     Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
                     Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
+                }
+                match service.purge_forgotten_sign_in_failures().await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::debug!(purged, "purged old failed sign-in counts"),
+                    Err(error) => tracing::warn!(%error, "purging failed sign-in counts failed"),
                 }
             }
         });

@@ -177,6 +177,8 @@ pub struct ServerConfig {
     /// hosts; `None` turns the background check off.
     pub recheck_interval: Option<Duration>,
     pub publish: crate::service::PublishSettings,
+    /// Sign-in throttling and the bound on concurrent password checks.
+    pub sign_in: crate::service::SignInLimits,
 }
 
 impl ServerConfig {

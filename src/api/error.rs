@@ -17,6 +17,8 @@ pub(super) fn to_graphql(error: Error) -> async_graphql::Error {
         Error::CodeHostUnavailable(message) => ("CODE_HOST_UNAVAILABLE", message),
         Error::PublishFailed(message) => ("PUBLISH_FAILED", message),
         Error::SealMismatch => ("CREDENTIAL_SEAL_MISMATCH", Error::SealMismatch.to_string()),
+        Error::Throttled { message, .. } => ("RATE_LIMITED", message),
+        Error::Overloaded { message, .. } => ("OVERLOADED", message),
         Error::Internal(detail) => {
             tracing::error!(error = %detail, "internal error in GraphQL request");
             ("INTERNAL_SERVER_ERROR", "internal server error".to_owned())

@@ -4,7 +4,7 @@
 
 mod password;
 
-pub use password::{hash_password, verify_password};
+pub use password::{CheckMemory, hash_password, password_matches};
 
 use crate::domain::UserId;
 use crate::store::{CredentialOwner, UserRecord};

@@ -175,6 +175,7 @@ impl Local {
             session_idle_timeout: None,
             code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
             publish: batchcred::service::PublishSettings::default(),
+            sign_in: batchcred::service::SignInLimits::default(),
         };
         Ok(batchcred::app::open_service(&self.store, settings).await?)
     }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use batchcred::app::Server;
 use batchcred::config::{ConfigFile, ServerConfig, StoreConfig};
 use batchcred::publish::Backoff;
-use batchcred::service::PublishSettings;
+use batchcred::service::{BackoffPolicy, PublishSettings, SignInLimits, default_max_concurrent};
 
 /// Sessions last this long unless configured otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -75,6 +75,16 @@ pub struct ServeArgs {
     /// The largest diff a changeset may carry, in KiB [default: 10240].
     #[arg(long, env = "BATCHCRED_MAX_PATCH_KIB", value_parser = clap::value_parser!(u64).range(1..))]
     max_patch_kib: Option<u64>,
+    /// Password checks (Argon2, ~19 MiB each) that may run at once; beyond
+    /// it sign-in answers 503 at once [default: the number of cores].
+    #[arg(long, env = "BATCHCRED_MAX_CONCURRENT_SIGN_INS")]
+    max_concurrent_sign_ins: Option<usize>,
+
+    /// Failed sign-ins an account may have before each further attempt
+    /// waits (1 s, doubling, up to 15 min); a client address may have four
+    /// times as many [default: 5].
+    #[arg(long, env = "BATCHCRED_SIGN_IN_FREE_ATTEMPTS")]
+    sign_in_free_attempts: Option<u32>,
 }
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -137,6 +147,13 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
         .map_or(defaults.max_patch_bytes, |kib| {
             usize::try_from(kib.max(1).saturating_mul(1024)).unwrap_or(usize::MAX)
         });
+    let sign_ins = args
+        .max_concurrent_sign_ins
+        .or(file.max_concurrent_sign_ins);
+    let free_attempts = args
+        .sign_in_free_attempts
+        .or(file.sign_in_free_attempts)
+        .unwrap_or(BackoffPolicy::ACCOUNT.free_attempts);
     Ok(ServerConfig {
         listen,
         external_url,
@@ -162,6 +179,18 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
             max_git_jobs_per_user: git_jobs_per_user,
             max_changesets_per_request: changesets_per_request,
             max_patch_bytes: patch_bytes,
+        },
+        sign_in: SignInLimits {
+            max_concurrent: sign_ins.unwrap_or_else(default_max_concurrent).max(1),
+            account: BackoffPolicy {
+                free_attempts,
+                ..BackoffPolicy::ACCOUNT
+            },
+            address: BackoffPolicy {
+                free_attempts: free_attempts.saturating_mul(4),
+                ..BackoffPolicy::ADDRESS
+            },
+            ..SignInLimits::default()
         },
     })
 }

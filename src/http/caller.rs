@@ -11,9 +11,6 @@ use secrecy::SecretString;
 
 use crate::auth::Caller;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "batchcred_session";
-
 /// How the caller proved who they are; cookie callers need CSRF checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -68,7 +65,7 @@ impl FromRequestParts<AppState> for RequestCaller {
             });
         }
         let jar = CookieJar::from_headers(&parts.headers);
-        if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        if let Some(cookie) = jar.get(state.cookies.session_name()) {
             let caller = state.service.caller_for_session(cookie.value()).await?;
             return Ok(Self {
                 caller,

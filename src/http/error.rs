@@ -1,16 +1,20 @@
 //! Errors of the non-GraphQL endpoints, as JSON `{"error": "…"}`.
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::service::Error;
+use crate::service::{Error, retry_after_secs};
 
 /// An error answered over HTTP.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (429 and 503 answers).
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -18,6 +22,14 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn retrying_after(status: StatusCode, message: String, wait: Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(status, message)
         }
     }
 }
@@ -37,6 +49,14 @@ impl From<Error> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Error::SealMismatch.to_string(),
             ),
+            Error::Throttled {
+                message,
+                retry_after,
+            } => Self::retrying_after(StatusCode::TOO_MANY_REQUESTS, message, retry_after),
+            Error::Overloaded {
+                message,
+                retry_after,
+            } => Self::retrying_after(StatusCode::SERVICE_UNAVAILABLE, message, retry_after),
             Error::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
@@ -48,6 +68,13 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            );
+        }
+        response
     }
 }

@@ -5,7 +5,6 @@ mod error;
 mod graphql;
 mod session;
 
-pub use caller::SESSION_COOKIE;
 pub use error::ApiError;
 pub(crate) use session::{removal_cookie, session_cookie};
 
@@ -37,9 +36,33 @@ pub struct AppState {
 /// How session cookies are issued.
 #[derive(Debug, Clone)]
 pub struct CookieSettings {
-    /// Mark cookies `Secure` (the instance is served over HTTPS).
+    /// The instance is served over HTTPS: every cookie is `Secure` and its
+    /// name has the `__Host-` prefix, so browsers refuse to let a plain
+    /// HTTP page or a sibling domain set or overwrite it. Over plain HTTP
+    /// (local use) the names stay unprefixed, as browsers require.
     pub secure: bool,
     pub max_age: Duration,
+}
+
+impl CookieSettings {
+    /// The session cookie's name.
+    pub fn session_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-batchcred_session"
+        } else {
+            "batchcred_session"
+        }
+    }
+
+    /// The name of the cookie carrying the pre-session CSRF key for the
+    /// sign-in and first-run forms.
+    pub fn csrf_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-batchcred_csrf"
+        } else {
+            "batchcred_csrf"
+        }
+    }
 }
 
 impl AppState {
@@ -81,7 +104,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer address is the client address sign-in throttling uses.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -1,10 +1,15 @@
 //! Users and signing in.
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use chrono::Utc;
 use secrecy::SecretString;
 
+use super::sign_in_backoff::{Failures, retry_after_secs};
+use super::sign_in_guard::account_key;
 use super::{Error, Page, PageRequest, Result, Service, not_found};
-use crate::auth::{Caller, hash_password, verify_password};
+use crate::auth::{Caller, hash_password, password_matches};
 use crate::crypto::{RandomToken, sha256_hex};
 use crate::domain::{Password, UserId, Username};
 use crate::store::{NewUser, UserRecord};
@@ -28,26 +33,22 @@ impl Service {
         username: &str,
         password: SecretString,
     ) -> Result<UserRecord> {
+        let already =
+            || Error::Forbidden("this instance is already initialised; sign in instead".into());
+        // Checked first only to spare a password hash; the store decides.
         if self.store.site_initialized().await? {
-            return Err(Error::Forbidden(
-                "this instance is already initialised; sign in instead".into(),
-            ));
+            return Err(already());
         }
-        // Asked as a regular user: the store makes the first user admin, so
-        // a non-admin result means another first account won a race.
-        let user = self.insert_user(username, password, false).await?;
-        if !user.site_admin {
-            // Lost a race with another first account: undo, keep one admin.
-            self.store.delete_user(user.id).await?;
-            return Err(Error::Forbidden(
-                "this instance is already initialised; sign in instead".into(),
-            ));
-        }
-        Ok(user)
+        self.insert_first_user(username, password)
+            .await?
+            .ok_or_else(already)
     }
 
     /// Creates a user (site admins and the operator). The first user of an
-    /// instance is made site admin whatever `site_admin` says.
+    /// instance is made site admin whatever `site_admin` says; before it
+    /// exists anyone may create it, but only it: a caller who is not a
+    /// site admin and loses the race to the first account is refused
+    /// (security finding #7), decided atomically in the store.
     #[tracing::instrument(skip(self, password), fields(caller = ?caller.user().map(|u| &u.username)))]
     pub async fn create_user(
         &self,
@@ -56,10 +57,32 @@ impl Service {
         password: SecretString,
         site_admin: bool,
     ) -> Result<UserRecord> {
-        if self.store.site_initialized().await? {
-            caller.require_site_admin()?;
+        match caller.require_site_admin() {
+            Ok(()) => self.insert_user(username, password, site_admin).await,
+            Err(denied) => {
+                if self.store.site_initialized().await? {
+                    return Err(denied.into());
+                }
+                self.insert_first_user(username, password)
+                    .await?
+                    .ok_or_else(|| Error::from(denied))
+            }
         }
-        self.insert_user(username, password, site_admin).await
+    }
+
+    /// Inserts the instance's first user (a site admin), or `None` if
+    /// another account was first.
+    async fn insert_first_user(
+        &self,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Option<UserRecord>> {
+        let new_user = self.new_user(username, password, true).await?;
+        let user = self.store.insert_first_user(new_user).await?;
+        if let Some(user) = &user {
+            tracing::info!(user = %user.username, "first user created, site admin");
+        }
+        Ok(user)
     }
 
     async fn insert_user(
@@ -68,23 +91,31 @@ impl Service {
         password: SecretString,
         site_admin: bool,
     ) -> Result<UserRecord> {
+        let new_user = self.new_user(username, password, site_admin).await?;
+        let user = self.store.insert_user(new_user).await?;
+        tracing::info!(user = %user.username, site_admin = user.site_admin, "user created");
+        Ok(user)
+    }
+
+    /// Validates the input and hashes the password.
+    async fn new_user(
+        &self,
+        username: &str,
+        password: SecretString,
+        site_admin: bool,
+    ) -> Result<NewUser> {
         let username = Username::parse(username)?;
         let password = Password::parse(password)?;
         let password_hash = hash_password(SecretString::from(password.expose()))
             .await
             .map_err(Error::Internal)?;
-        let user = self
-            .store
-            .insert_user(NewUser {
-                id: UserId::new(),
-                username: username.as_str().to_owned(),
-                password_hash,
-                site_admin,
-                created_at: Utc::now(),
-            })
-            .await?;
-        tracing::info!(user = %user.username, site_admin = user.site_admin, "user created");
-        Ok(user)
+        Ok(NewUser {
+            id: UserId::new(),
+            username: username.as_str().to_owned(),
+            password_hash,
+            site_admin,
+            created_at: Utc::now(),
+        })
     }
 
     /// A user, to themselves or a site admin.
@@ -142,21 +173,28 @@ impl Service {
             .map_err(not_found("user"))
     }
 
-    /// Checks a username and password and opens a session. Unknown users
-    /// and wrong passwords get the same answer in the same time.
+    /// Checks a username and password from a client address and opens a
+    /// session. Unknown users and wrong passwords get the same answer in
+    /// the same time, and count the same towards the back-off. An account
+    /// or address in its back-off is refused before any password check
+    /// (so a right password is refused too); with every check slot busy
+    /// the attempt is refused at once rather than queued.
     pub async fn sign_in(
         &self,
         username: &str,
         password: SecretString,
+        client: IpAddr,
     ) -> Result<(SessionToken, UserRecord)> {
-        let found = self.store.find_user_with_password_hash(username).await;
-        let (user, hash) = match found {
-            Ok((user, hash)) => (Some(user), Some(hash)),
-            Err(crate::store::Error::NotFound) => (None, None),
-            Err(other) => return Err(other.into()),
-        };
-        let matched = verify_password(password, hash).await;
-        let Some(user) = user.filter(|_| matched) else {
+        let found = self
+            .guarded_password_check(username, password, Some(client), |store| async move {
+                match store.find_user_with_password_hash(username).await {
+                    Ok((user, hash)) => Ok((Some(user), Some(hash))),
+                    Err(crate::store::Error::NotFound) => Ok((None, None)),
+                    Err(other) => Err(other.into()),
+                }
+            })
+            .await?;
+        let Some(user) = found else {
             return Err(Error::Unauthenticated(BAD_CREDENTIALS.into()));
         };
         let token = RandomToken::generate(SESSION_PREFIX)?;
@@ -170,7 +208,90 @@ impl Service {
         Ok((SessionToken(token), user))
     }
 
+    /// Checks `password` for the account `username` under the sign-in
+    /// protections: refused while the account (or `client` address) is in
+    /// its back-off, refused at once when every check slot is busy, and a
+    /// mismatch counts towards the back-off. `lookup` finds the user and
+    /// stored hash once a slot is held. Returns the user on a match.
+    pub(super) async fn guarded_password_check<'a, F, Fut>(
+        &'a self,
+        username: &str,
+        password: SecretString,
+        client: Option<IpAddr>,
+        lookup: F,
+    ) -> Result<Option<UserRecord>>
+    where
+        F: FnOnce(&'a crate::store::Store) -> Fut,
+        Fut: std::future::Future<Output = Result<(Option<UserRecord>, Option<String>)>>,
+    {
+        let guard = &self.sign_in_guard;
+        let limits = *guard.limits();
+        let account = account_key(username);
+        let now = Utc::now();
+        let mut wait = client.and_then(|client| guard.address_retry_after(client, now));
+        // An address already waiting costs no database read.
+        if wait.is_none()
+            && let Some(account) = &account
+            && let Some(failures) = self.store.sign_in_failures(account).await?
+        {
+            let failures = Failures {
+                count: u32::try_from(failures.count).unwrap_or(u32::MAX),
+                last: failures.last_failure_at,
+            };
+            wait = wait.max(limits.account.retry_after(&failures, now));
+        }
+        if let Some(wait) = wait {
+            return Err(Error::Throttled {
+                message: format!(
+                    "too many failed password attempts; try again in {} seconds",
+                    retry_after_secs(wait)
+                ),
+                retry_after: wait,
+            });
+        }
+        let Some(slot) = guard.try_check_slot() else {
+            return Err(Error::Overloaded {
+                message: "too many password checks in progress, retry shortly".into(),
+                retry_after: Duration::from_secs(1),
+            });
+        };
+        let (user, hash) = lookup(&self.store).await?;
+        let matched = guard
+            .run_check(slot, move |memory| {
+                password_matches(&password, hash.as_deref(), memory)
+            })
+            .await
+            .ok_or_else(|| Error::Internal("the password check did not run".into()))?;
+        let Some(user) = user.filter(|_| matched) else {
+            let now = Utc::now();
+            if let Some(client) = client {
+                guard.record_address_failure(client, now);
+            }
+            if let Some(account) = &account {
+                self.store
+                    .record_sign_in_failure(account, now, limits.account.forget_before(now))
+                    .await?;
+            }
+            return Ok(None);
+        };
+        if let Some(account) = &account {
+            self.store.clear_sign_in_failures(account).await?;
+        }
+        Ok(Some(user))
+    }
+
     pub async fn sign_out(&self, session: &str) -> Result<()> {
         Ok(self.store.delete_session(&sha256_hex(session)).await?)
+    }
+
+    /// Deletes failed sign-in counts old enough to be forgotten; run
+    /// periodically by the server, so names tried once do not pile up.
+    pub async fn purge_forgotten_sign_in_failures(&self) -> Result<u64> {
+        let before = self
+            .sign_in_guard
+            .limits()
+            .account
+            .forget_before(Utc::now());
+        Ok(self.store.delete_sign_in_failures_before(before).await?)
     }
 }

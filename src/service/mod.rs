@@ -13,6 +13,8 @@ mod page;
 mod publish;
 mod resolution;
 mod sessions;
+mod sign_in_backoff;
+mod sign_in_guard;
 
 pub use access_tokens::CreatedAccessToken;
 pub use accounts::SessionToken;
@@ -26,6 +28,8 @@ pub use publish::{
     PublishedChangeset,
 };
 pub use resolution::{CredentialSource, ResolvedCredential};
+pub use sign_in_backoff::{BackoffPolicy, retry_after_secs};
+pub use sign_in_guard::{SignInLimits, default_max_concurrent};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,8 +71,33 @@ pub enum Error {
          (owner, code host or secret); remove it and add the token again"
     )]
     SealMismatch,
+    /// Too many failed sign-ins: the caller must wait before trying again.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after: Duration,
+    },
+    /// The server is at its bound of work of this kind; try again shortly.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after: Duration,
+    },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// How long the caller should wait before trying again, when the
+    /// error is about load rather than about the request.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } | Self::Overloaded { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -129,6 +158,7 @@ pub struct ServiceSettings {
     /// How long one call to a code host may take.
     pub code_host_timeout: Duration,
     pub publish: PublishSettings,
+    pub sign_in: SignInLimits,
 }
 
 /// The service: cheap to clone, shared by every request.
@@ -146,6 +176,8 @@ pub struct Service {
     /// Bounds git work on the whole server and per user, shared by all
     /// publishes.
     git_jobs: crate::publish::GitJobs,
+    /// Bounds password checks and throttles sign-in per client address.
+    sign_in_guard: Arc<sign_in_guard::SignInGuard>,
 }
 
 /// Token checks one server runs against code hosts at once; more wait.
@@ -155,6 +187,7 @@ impl Service {
     pub fn new(store: Store, encryptor: Arc<Encryptor>, settings: ServiceSettings) -> Result<Self> {
         let code_hosts = ApiClient::new(settings.code_host_timeout)
             .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        let sign_in_guard = Arc::new(sign_in_guard::SignInGuard::new(settings.sign_in));
         Ok(Self {
             store,
             encryptor,
@@ -166,6 +199,7 @@ impl Service {
                 settings.publish.max_git_jobs_per_user,
             ),
             settings: Arc::new(settings),
+            sign_in_guard,
         })
     }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use super::{Error, Result, Service, not_found};
-use crate::auth::{Caller, hash_password, verify_password};
+use crate::auth::{Caller, hash_password};
 use crate::crypto::sha256_hex;
 use crate::domain::{Password, UserId};
 use crate::store;
@@ -91,12 +91,20 @@ impl Service {
             Error::InvalidInput("only a signed-in user has a password to change".into())
         })?;
         let new = Password::parse(new)?;
-        let stored = self
-            .store
-            .find_password_hash(user.id)
-            .await
-            .map_err(not_found("user"))?;
-        if !verify_password(current, Some(stored)).await {
+        // Checked like a sign-in (bounded, and counting towards the
+        // account's back-off), so a stolen session cannot guess the
+        // password faster than the sign-in page allows.
+        let user_id = user.id;
+        let checked = self
+            .guarded_password_check(&user.username, current, None, |store| async move {
+                let hash = store
+                    .find_password_hash(user_id)
+                    .await
+                    .map_err(not_found("user"))?;
+                Ok((Some(user.clone()), Some(hash)))
+            })
+            .await?;
+        if checked.is_none() {
             return Err(Error::InvalidInput("the current password is wrong".into()));
         }
         let hash = hash_password(SecretString::from(new.expose()))

@@ -10,6 +10,7 @@ mod changesets;
 mod code_hosts;
 mod credentials;
 mod sessions;
+mod sign_in_failures;
 mod users;
 
 pub use access_tokens::{AccessTokenRecord, NewAccessToken};
@@ -17,6 +18,7 @@ pub use changesets::{ChangesetRecord, ChangesetState};
 pub use code_hosts::{CodeHostRecord, CodeHostUpdate, NewCodeHost};
 pub use credentials::{CheckState, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate};
 pub use sessions::SessionRecord;
+pub use sign_in_failures::SignInFailures;
 pub use users::{NewUser, UserRecord};
 
 use std::str::FromStr;

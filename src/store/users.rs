@@ -47,6 +47,24 @@ impl Store {
     /// site admin; a marker row claimed in the same transaction makes that
     /// race-free, and keeps a later empty users table from re-opening it.
     pub async fn insert_user(&self, user: NewUser) -> Result<UserRecord> {
+        // Not asked to be the first, the insert always yields the record.
+        self.insert_user_claiming_first(user, false)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    /// Creates the instance's first user, a site admin, only if it is the
+    /// first: the claim on the marker row and the insert commit together,
+    /// so of any number of concurrent callers exactly one gets `Some`.
+    pub async fn insert_first_user(&self, user: NewUser) -> Result<Option<UserRecord>> {
+        self.insert_user_claiming_first(user, true).await
+    }
+
+    async fn insert_user_claiming_first(
+        &self,
+        user: NewUser,
+        only_if_first: bool,
+    ) -> Result<Option<UserRecord>> {
         let mut tx = self.pool.begin().await?;
         let first = sqlx::query(
             "INSERT INTO site_initialized (singleton) VALUES (1) ON CONFLICT DO NOTHING",
@@ -55,6 +73,10 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
+        if only_if_first && !first {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         let record = UserRecord {
             id: user.id,
             username: user.username,
@@ -74,7 +96,7 @@ impl Store {
         .await
         .map_err(|e| conflict_on_unique(e, "a user with this username already exists"))?;
         tx.commit().await?;
-        Ok(record)
+        Ok(Some(record))
     }
 
     /// Whether any user was ever created (the first-run page uses this).

@@ -1,7 +1,9 @@
 //! Signing in and out, and the first-run page that creates the site admin.
 
+use std::net::SocketAddr;
+
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
@@ -9,9 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::csrf::{self, CsrfForm};
+use super::error::with_retry_after;
 use super::session::WebCaller;
 use super::{Chrome, HOME, WebError};
-use crate::http::{AppState, SESSION_COOKIE};
+use crate::http::{AppState, CookieSettings};
 use crate::http::{removal_cookie, session_cookie};
 use crate::service::Error;
 
@@ -41,16 +44,17 @@ pub(super) struct NoFields {}
 /// Renders the form, giving a cookie-less browser its CSRF cookie.
 fn form_page(
     jar: CookieJar,
+    cookies: &CookieSettings,
     caller: &WebCaller,
     first_run: bool,
     username: String,
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, WebError> {
-    let (jar, chrome) = match csrf::pre_session_cookie(&jar)? {
+    let (jar, chrome) = match csrf::pre_session_cookie(&jar, cookies)? {
         Some(cookie) => {
             let jar = jar.add(cookie);
-            let seed = csrf::seed(&jar);
+            let seed = csrf::seed(&jar, cookies);
             let chrome = Chrome {
                 user: None,
                 csrf: csrf::token_for(seed.as_deref()),
@@ -100,31 +104,60 @@ pub(super) async fn sign_in_page(
     if caller.caller.user().is_some() {
         return Ok(Redirect::to(HOME).into_response());
     }
-    form_page(jar, &caller, false, String::new(), None, StatusCode::OK)
+    form_page(
+        jar,
+        &state.cookies,
+        &caller,
+        false,
+        String::new(),
+        None,
+        StatusCode::OK,
+    )
 }
 
+/// Throttled like `POST /-/sign-in`: the form is shown again with the
+/// message, answering 429 (or 503) with `Retry-After`.
 pub(super) async fn sign_in(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: WebCaller,
     jar: CookieJar,
     CsrfForm(form): CsrfForm<Credentials>,
 ) -> Result<Response, WebError> {
     let password = SecretString::from(form.password);
-    match state.service.sign_in(&form.username, password).await {
+    let result = state
+        .service
+        .sign_in(&form.username, password, peer.ip())
+        .await;
+    let (status, message, retry_after) = match result {
         Ok((token, _)) => {
             let jar = jar.add(session_cookie(&token, &state.cookies));
-            Ok((jar, Redirect::to(HOME)).into_response())
+            return Ok((jar, Redirect::to(HOME)).into_response());
         }
-        Err(Error::Unauthenticated(message)) => form_page(
-            jar,
-            &caller,
-            false,
-            form.username,
-            Some(message),
-            StatusCode::UNAUTHORIZED,
-        ),
-        Err(other) => Err(other.into()),
-    }
+        Err(Error::Unauthenticated(message)) => (StatusCode::UNAUTHORIZED, message, None),
+        Err(Error::Throttled {
+            message,
+            retry_after,
+        }) => (StatusCode::TOO_MANY_REQUESTS, message, Some(retry_after)),
+        Err(Error::Overloaded {
+            message,
+            retry_after,
+        }) => (StatusCode::SERVICE_UNAVAILABLE, message, Some(retry_after)),
+        Err(other) => return Err(other.into()),
+    };
+    let page = form_page(
+        jar,
+        &state.cookies,
+        &caller,
+        false,
+        form.username,
+        Some(message),
+        status,
+    )?;
+    Ok(match retry_after {
+        Some(wait) => with_retry_after(page, wait),
+        None => page,
+    })
 }
 
 pub(super) async fn sign_out(
@@ -132,10 +165,11 @@ pub(super) async fn sign_out(
     jar: CookieJar,
     CsrfForm(_): CsrfForm<NoFields>,
 ) -> Result<Response, WebError> {
-    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+    if let Some(cookie) = jar.get(state.cookies.session_name()) {
         state.service.sign_out(cookie.value()).await?;
     }
-    Ok((jar.remove(removal_cookie()), Redirect::to("/sign-in")).into_response())
+    let jar = jar.remove(removal_cookie(&state.cookies));
+    Ok((jar, Redirect::to("/sign-in")).into_response())
 }
 
 pub(super) async fn site_init_page(
@@ -146,11 +180,20 @@ pub(super) async fn site_init_page(
     if state.service.site_initialized().await? {
         return Ok(Redirect::to("/sign-in").into_response());
     }
-    form_page(jar, &caller, true, String::new(), None, StatusCode::OK)
+    form_page(
+        jar,
+        &state.cookies,
+        &caller,
+        true,
+        String::new(),
+        None,
+        StatusCode::OK,
+    )
 }
 
 pub(super) async fn site_init(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: WebCaller,
     jar: CookieJar,
     CsrfForm(form): CsrfForm<Credentials>,
@@ -166,6 +209,7 @@ pub(super) async fn site_init(
         Err(Error::InvalidInput(message) | Error::Conflict(message)) => {
             return form_page(
                 jar,
+                &state.cookies,
                 &caller,
                 true,
                 form.username,
@@ -176,7 +220,10 @@ pub(super) async fn site_init(
         Err(Error::Forbidden(_)) => return Ok(Redirect::to("/sign-in").into_response()),
         Err(other) => return Err(other.into()),
     };
-    let (token, _) = state.service.sign_in(&user.username, again).await?;
+    let (token, _) = state
+        .service
+        .sign_in(&user.username, again, peer.ip())
+        .await?;
     let jar = jar.add(session_cookie(&token, &state.cookies));
     Ok((jar, Redirect::to(HOME)).into_response())
 }

@@ -19,20 +19,16 @@ use subtle::ConstantTimeEq;
 
 use super::WebError;
 use crate::crypto::RandomToken;
-use crate::http::{AppState, SESSION_COOKIE};
-
-/// Cookie carrying the pre-session CSRF key for the sign-in and first-run
-/// forms.
-pub(crate) const PRE_SESSION_COOKIE: &str = "batchcred_csrf";
+use crate::http::{AppState, CookieSettings};
 
 /// The name of the hidden form field.
 pub(crate) const FIELD: &str = "csrf";
 
 /// The cookie value the token is derived from: the session if there is
 /// one, else the pre-session cookie.
-pub(crate) fn seed(jar: &CookieJar) -> Option<String> {
-    jar.get(SESSION_COOKIE)
-        .or_else(|| jar.get(PRE_SESSION_COOKIE))
+pub(crate) fn seed(jar: &CookieJar, cookies: &CookieSettings) -> Option<String> {
+    jar.get(cookies.session_name())
+        .or_else(|| jar.get(cookies.csrf_name()))
         .map(|c| c.value().to_owned())
         .filter(|v| !v.is_empty())
 }
@@ -51,23 +47,28 @@ pub(crate) fn token_for(seed: Option<&str>) -> String {
 }
 
 /// Whether `submitted` is the token for the request's cookies.
-pub(crate) fn verify(jar: &CookieJar, submitted: &str) -> bool {
-    let expected = token_for(seed(jar).as_deref());
+pub(crate) fn verify(jar: &CookieJar, cookies: &CookieSettings, submitted: &str) -> bool {
+    let expected = token_for(seed(jar, cookies).as_deref());
     !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
 }
 
 /// A pre-session cookie for a browser that has no cookie to derive a
-/// token from yet; `None` if it already has one.
-pub(crate) fn pre_session_cookie(jar: &CookieJar) -> Result<Option<Cookie<'static>>, WebError> {
-    if seed(jar).is_some() {
+/// token from yet; `None` if it already has one. Over HTTPS it is `Secure`
+/// and `__Host-` prefixed like the session cookie.
+pub(crate) fn pre_session_cookie(
+    jar: &CookieJar,
+    cookies: &CookieSettings,
+) -> Result<Option<Cookie<'static>>, WebError> {
+    if seed(jar, cookies).is_some() {
         return Ok(None);
     }
     let token = RandomToken::generate("bcf_")
         .map_err(|e| WebError::Service(crate::service::Error::from(e)))?;
     Ok(Some(
-        Cookie::build((PRE_SESSION_COOKIE, token.expose().to_owned()))
+        Cookie::build((cookies.csrf_name(), token.expose().to_owned()))
             .http_only(true)
             .same_site(SameSite::Strict)
+            .secure(cookies.secure)
             .path("/")
             .build(),
     ))
@@ -93,7 +94,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
         let Form(envelope) = Form::<Envelope<T>>::from_request(request, state)
             .await
             .map_err(|rejection| WebError::BadRequest(rejection.body_text()))?;
-        if !verify(&jar, &envelope.csrf) {
+        if !verify(&jar, &state.cookies, &envelope.csrf) {
             return Err(WebError::Csrf);
         }
         Ok(Self(envelope.form))
@@ -104,15 +105,44 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
 mod tests {
     use super::*;
 
+    fn settings(secure: bool) -> CookieSettings {
+        CookieSettings {
+            secure,
+            max_age: std::time::Duration::from_secs(60),
+        }
+    }
+
     #[test]
     fn tokens_depend_on_the_seed_and_need_one() {
+        let cookies = settings(false);
         let a = token_for(Some("bcs_a"));
         assert_eq!(a, token_for(Some("bcs_a")));
         assert_ne!(a, token_for(Some("bcs_b")));
         assert_eq!(token_for(None), "");
-        let jar = CookieJar::new().add(Cookie::new(SESSION_COOKIE, "bcs_a"));
-        assert!(verify(&jar, &a));
-        assert!(!verify(&jar, "wrong"));
-        assert!(!verify(&CookieJar::new(), ""));
+        let jar = CookieJar::new().add(Cookie::new(cookies.session_name(), "bcs_a"));
+        assert!(verify(&jar, &cookies, &a));
+        assert!(!verify(&jar, &cookies, "wrong"));
+        assert!(!verify(&CookieJar::new(), &cookies, ""));
+        // Over HTTPS only the prefixed cookie counts.
+        assert!(!verify(&jar, &settings(true), &a));
+    }
+
+    #[test]
+    fn over_https_the_pre_session_cookie_is_a_secure_host_cookie() -> Result<(), String> {
+        let cookie = pre_session_cookie(&CookieJar::new(), &settings(true))
+            .map_err(|e| format!("{e:?}"))?
+            .ok_or("no cookie")?
+            .to_string();
+        assert!(cookie.starts_with("__Host-batchcred_csrf="), "{cookie}");
+        assert!(
+            cookie.contains("Secure") && cookie.contains("Path=/"),
+            "{cookie}"
+        );
+        let plain = pre_session_cookie(&CookieJar::new(), &settings(false))
+            .map_err(|e| format!("{e:?}"))?
+            .ok_or("no cookie")?
+            .to_string();
+        assert!(plain.starts_with("batchcred_csrf=") && !plain.contains("Secure"));
+        Ok(())
     }
 }

@@ -1,11 +1,13 @@
 //! How page requests fail: every service error is mapped explicitly to a
 //! page or a redirect.
 
+use std::time::Duration;
+
 use askama::Template;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use crate::service::Error;
+use crate::service::{Error, retry_after_secs};
 
 /// An error answered with a page.
 #[derive(Debug)]
@@ -35,6 +37,15 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
         .render()
         .unwrap_or_else(|_| title.to_owned());
     (status, Html(html)).into_response()
+}
+
+/// Adds `Retry-After`, in whole seconds, to a 429 or 503 answer.
+pub(crate) fn with_retry_after(mut response: Response, wait: Duration) -> Response {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs(wait)),
+    );
+    response
 }
 
 fn not_found() -> Response {
@@ -69,6 +80,20 @@ impl IntoResponse for WebError {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Credential needs attention",
                     &Error::SealMismatch.to_string(),
+                ),
+                Error::Throttled {
+                    message,
+                    retry_after,
+                } => with_retry_after(
+                    page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &message),
+                    retry_after,
+                ),
+                Error::Overloaded {
+                    message,
+                    retry_after,
+                } => with_retry_after(
+                    page(StatusCode::SERVICE_UNAVAILABLE, "Busy", &message),
+                    retry_after,
                 ),
                 Error::Internal(detail) => {
                     tracing::error!(error = %detail, "internal error on a page");

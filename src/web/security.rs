@@ -14,7 +14,7 @@ use super::csrf::CsrfForm;
 use super::session::WebCaller;
 use super::{Chrome, WebError};
 use crate::domain::Password;
-use crate::http::{AppState, SESSION_COOKIE, removal_cookie};
+use crate::http::{AppState, removal_cookie};
 use crate::service::Error;
 
 pub(super) const PATH: &str = "/user/settings/security";
@@ -75,7 +75,9 @@ pub(super) async fn change_password(
 ) -> Result<Response, WebError> {
     caller.user()?;
     let result = if form.new_password == form.confirm_password {
-        let session = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
+        let session = jar
+            .get(state.cookies.session_name())
+            .map(|c| c.value().to_owned());
         state
             .service
             .change_password(
@@ -109,5 +111,9 @@ pub(super) async fn sign_out_everywhere(
 ) -> Result<Response, WebError> {
     let user_id = caller.user()?.id;
     state.service.end_sessions(&caller.caller, user_id).await?;
-    Ok((jar.remove(removal_cookie()), Redirect::to("/sign-in")).into_response())
+    Ok((
+        jar.remove(removal_cookie(&state.cookies)),
+        Redirect::to("/sign-in"),
+    )
+        .into_response())
 }

@@ -7,7 +7,7 @@ use axum_extra::extract::CookieJar;
 
 use super::{WebError, csrf};
 use crate::auth::Caller;
-use crate::http::{AppState, SESSION_COOKIE};
+use crate::http::AppState;
 use crate::service::Error;
 use crate::store::UserRecord;
 
@@ -40,8 +40,8 @@ impl FromRequestParts<AppState> for WebCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
-        let csrf_seed = csrf::seed(&jar);
-        let caller = match jar.get(SESSION_COOKIE) {
+        let csrf_seed = csrf::seed(&jar, &state.cookies);
+        let caller = match jar.get(state.cookies.session_name()) {
             None => Caller::Anonymous,
             Some(cookie) => match state.service.caller_for_session(cookie.value()).await {
                 Ok(caller) => caller,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use batchcred::app::Server;
 use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
 use batchcred::crypto::Keyring;
-use batchcred::service::{PublishSettings, Service};
+use batchcred::service::{PublishSettings, Service, SignInLimits};
 
 use crate::support::codehost::Emulator;
 use secrecy::SecretString;
@@ -76,6 +76,8 @@ pub struct AppOptions {
     /// mode 0600) instead of `BATCHCRED_ENCRYPTION_KEY`, so that it can be
     /// rotated. SQLite always uses a file.
     pub keyring_file: bool,
+    pub sign_in: SignInLimits,
+    pub external_url: url::Url,
 }
 
 impl Default for AppOptions {
@@ -95,6 +97,8 @@ impl Default for AppOptions {
                 ..PublishSettings::default()
             },
             keyring_file: false,
+            sign_in: SignInLimits::default(),
+            external_url: "http://batchcred.test".parse().expect("url"),
         }
     }
 }
@@ -161,12 +165,13 @@ async fn start(
 ) -> TestApp {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        external_url: "http://batchcred.test".parse().expect("url"),
+        external_url: options.external_url,
         session_ttl: options.session_ttl,
         session_idle_timeout: options.session_idle_timeout,
         code_host_timeout: options.code_host_timeout,
         recheck_interval: options.recheck_interval,
         publish: options.publish,
+        sign_in: options.sign_in,
     };
     let server = Server::build(&store, &config).await.expect("server starts");
     let address = server.local_addr().expect("bound");

@@ -20,6 +20,7 @@ mod resolution;
 mod schema;
 mod seal_binding;
 mod secrets;
+mod signin_limits;
 #[path = "../support/mod.rs"]
 mod support;
 mod tokens_sessions;

@@ -2,11 +2,8 @@
 //! for yourself only) and sessions (password change, sign out everywhere,
 //! idle timeout, admin reset), through GraphQL, the CLI and the pages.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use batchcred::app::Server;
-use batchcred::config::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -21,6 +18,7 @@ both_backends!(
     a_revoked_token_is_refused_at_once_on_every_replica,
     tokens_are_private_and_minted_only_for_yourself,
     a_password_change_keeps_this_session_and_ends_the_others,
+    guessing_the_current_password_backs_off_like_sign_in,
     sign_out_everywhere_ends_every_session_but_not_tokens,
     idle_sessions_are_refused_and_used_ones_kept_alive,
     an_admin_reset_ends_sessions_and_sets_the_password,
@@ -159,25 +157,6 @@ async fn query_i64(app: &TestApp, statement: &str) -> i64 {
     row.0
 }
 
-/// A second server on the same database and keyring: another replica.
-async fn spawn_replica(app: &TestApp) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        external_url: "http://batchcred.test".parse().unwrap(),
-        session_ttl: Duration::from_secs(3600),
-        session_idle_timeout: None,
-        code_host_timeout: Duration::from_secs(10),
-        recheck_interval: None,
-        publish: AppOptions::default().publish,
-    };
-    let server = Server::build(&app.store, &config).await.unwrap();
-    let address = server.local_addr().unwrap();
-    let handle = tokio::spawn(async move {
-        server.run(std::future::pending()).await.unwrap();
-    });
-    (address, handle)
-}
-
 async fn tokens_expire_and_list_without_their_secret(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = app.init_site_admin("admin").await;
@@ -240,8 +219,8 @@ async fn a_revoked_token_is_refused_at_once_on_every_replica(backend: Backend) {
     let admin = app.init_site_admin("admin").await;
     let alice = app.create_user(&admin, "alice").await;
     let (id, token) = create_token(&app, &alice, "deploy", None).await;
-    let (replica, replica_handle) = spawn_replica(&app).await;
-    let replica_base = format!("http://{replica}");
+    let replica = app.replica().await;
+    let replica_base = replica.url("");
     // Both replicas accept it, and each has looked it up already.
     assert_eq!(whoami(&app.url(""), &token).await.0, StatusCode::OK);
     assert_eq!(whoami(&replica_base, &token).await.0, StatusCode::OK);
@@ -265,7 +244,6 @@ async fn a_revoked_token_is_refused_at_once_on_every_replica(backend: Backend) {
         )
         .await;
     assert_eq!(error_code(&body), Some("NOT_FOUND"), "{body}");
-    replica_handle.abort();
 }
 
 async fn tokens_are_private_and_minted_only_for_yourself(backend: Backend) {
@@ -326,6 +304,37 @@ async fn tokens_are_private_and_minted_only_for_yourself(backend: Backend) {
     assert_eq!(
         whoami(&app.url(""), &alice_token).await.0,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A session alone (a stolen cookie, say) does not let anyone guess the
+/// password faster than the sign-in page does: wrong current passwords
+/// count towards the account's back-off.
+async fn guessing_the_current_password_backs_off_like_sign_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.init_site_admin("admin").await;
+    app.create_user(&admin, "alice").await;
+    let session = Session::sign_in(&app, "alice", PASSWORD).await.unwrap();
+    let change = "mutation($old: String!, $new: String!) { \
+        updatePassword(oldPassword: $old, newPassword: $new) { alwaysNil } }";
+    for guess in 0..5 {
+        let (_, body) = session
+            .graphql(
+                change,
+                json!({ "old": format!("guess {guess}"), "new": NEW_PASSWORD }),
+            )
+            .await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    }
+    // Now even the right one waits, and nothing changes.
+    let (_, body) = session
+        .graphql(change, json!({ "old": PASSWORD, "new": NEW_PASSWORD }))
+        .await;
+    assert_eq!(error_code(&body), Some("RATE_LIMITED"), "{body}");
+    assert!(
+        Session::sign_in(&app, "alice", NEW_PASSWORD)
+            .await
+            .is_none()
     );
 }
 

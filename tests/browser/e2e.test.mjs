@@ -311,6 +311,31 @@ test("a global credential shows a notice on the user's page", async () => {
   await shot(user, "10-global-notice");
 });
 
+test("a global credential policy leaves out the users it does not list", async () => {
+  await admin.goto(`${base}/site-admin/code-hosts`);
+  const hostRow = admin.locator("tbody tr", { hasText: BITBUCKET });
+  await clickAndLoad(admin, hostRow.getByRole("link", { name: "Edit" }));
+  let dialog = admin.locator("dialog[open]");
+  await dialog.getByLabel("Only these users").check();
+  await dialog.getByLabel("Usernames (separated by commas)").fill("alice");
+  await dialog.getByLabel(/Only for repositories matching/).fill("acme/*");
+  await shot(admin, "09c-policy");
+  await clickAndLoad(admin, dialog.getByRole("button", { name: "Save" }));
+  assert.match(await hostRow.locator(".policy-summary").textContent(), /alice/);
+  await user.reload();
+  assert.equal(await row(user, BITBUCKET).locator(".notice").count(), 0);
+
+  // Back to everyone, so the scenarios below see the notice as before.
+  await clickAndLoad(admin, hostRow.getByRole("link", { name: "Edit" }));
+  dialog = admin.locator("dialog[open]");
+  await dialog.getByLabel("Everyone").check();
+  await dialog.getByLabel("Usernames (separated by commas)").fill("");
+  await dialog.getByLabel(/Only for repositories matching/).fill("");
+  await clickAndLoad(admin, dialog.getByRole("button", { name: "Save" }));
+  await user.reload();
+  assert.equal(await row(user, BITBUCKET).locator(".notice").count(), 1);
+});
+
 test("switching a code host to SSH asks for the new key to be added", async () => {
   await admin.goto(`${base}/site-admin/code-hosts`);
   const hostRow = admin.locator("tbody tr", { hasText: BITBUCKET });
@@ -379,6 +404,39 @@ test("site admin removes a code host after confirming", async () => {
   await shot(admin, "15-code-host-removed");
   await user.goto(`${base}/user/settings/batch-changes`);
   assert.equal(await row(user, BITBUCKET).count(), 0);
+});
+
+test("an access token is shown once, works, and stops working when revoked", async () => {
+  const whoAmI = async (token) => {
+    const response = await fetch(`${base}/.api/graphql`, {
+      method: "POST",
+      headers: { Authorization: `token ${token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ query: "{ currentUser { username } }" }),
+    });
+    const body = await response.json().catch(() => ({}));
+    return body?.data?.currentUser?.username ?? `HTTP ${response.status}`;
+  };
+  await user.goto(`${base}/user/settings/access-tokens`);
+  await user.getByLabel("Note (what the token is for)").fill("deploy script");
+  await clickAndLoad(user, user.getByRole("button", { name: "Create token" }));
+  const token = await user.locator("#new-token").inputValue();
+  assert.match(token, /^bcp_/);
+  await shot(user, "16a-token-created");
+  assert.equal(await whoAmI(token), "bob");
+
+  // Shown only once: the list has its prefix and note, never the token.
+  await user.goto(`${base}/user/settings/access-tokens`);
+  assert.equal(await user.locator("#new-token").count(), 0);
+  const tokenRow = user.locator("tbody tr", { hasText: "deploy script" });
+  assert.ok((await tokenRow.textContent()).includes(token.slice(0, 12)));
+  assert.ok(!(await user.content()).includes(token));
+
+  await clickAndLoad(user, tokenRow.getByRole("link", { name: "Revoke" }));
+  const dialog = user.locator("dialog[open]");
+  assert.match(await dialog.locator("h2").textContent(), /Revoke the token/);
+  await clickAndLoad(user, dialog.getByRole("button", { name: "Revoke token" }));
+  assert.equal(await user.locator("tbody tr", { hasText: "deploy script" }).count(), 0);
+  assert.equal(await whoAmI(token), "HTTP 401");
 });
 
 test("signing out ends the session and no page showed a secret", async () => {
