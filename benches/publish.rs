@@ -97,6 +97,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
             ..PublishSettings::default()
         },
         sign_in: SignInLimits::default(),
+        trusted_proxies: Vec::new(),
     };
     let server = Server::build(&store, &config).await.unwrap();
     let service = server.service().clone();

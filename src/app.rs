@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, ServerConfig, StoreConfig, instance_name};
 use crate::crypto::{self, Encryptor};
-use crate::http::{self, AppState, CookieSettings};
+use crate::http::{self, AppState, CookieSettings, TrustedProxies};
 use crate::service::{self, Service, ServiceSettings};
 use crate::store::{self, Store};
 
@@ -97,7 +97,11 @@ impl Server {
         };
         Ok(Self {
             listener,
-            state: AppState::new(service, cookies),
+            state: AppState::new(
+                service,
+                cookies,
+                TrustedProxies::new(server_config.trusted_proxies.clone()),
+            ),
             recheck_interval: server_config.recheck_interval,
         })
     }

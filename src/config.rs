@@ -179,6 +179,8 @@ pub struct ServerConfig {
     pub publish: crate::service::PublishSettings,
     /// Sign-in throttling and the bound on concurrent password checks.
     pub sign_in: crate::service::SignInLimits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl ServerConfig {

@@ -97,7 +97,7 @@ impl StoreArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the HTTP server (web UI, GraphQL API at /.api/graphql).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Manage user accounts.
     #[command(subcommand)]
     Users(users::UsersCommand),
@@ -141,7 +141,7 @@ pub async fn run(args: Args) -> Result<()> {
         store,
     };
     match args.command {
-        Command::Serve(serve_args) => serve::run(&local.store, serve_args, file).await,
+        Command::Serve(serve_args) => serve::run(&local.store, *serve_args, file).await,
         Command::Schema => {
             print!("{}", batchcred::api::schema_sdl());
             Ok(())

@@ -75,6 +75,7 @@ pub struct ServeArgs {
     /// The largest diff a changeset may carry, in KiB [default: 10240].
     #[arg(long, env = "BATCHCRED_MAX_PATCH_KIB", value_parser = clap::value_parser!(u64).range(1..))]
     max_patch_kib: Option<u64>,
+
     /// Password checks (Argon2, ~19 MiB each) that may run at once; beyond
     /// it sign-in answers 503 at once [default: the number of cores].
     #[arg(long, env = "BATCHCRED_MAX_CONCURRENT_SIGN_INS")]
@@ -85,6 +86,21 @@ pub struct ServeArgs {
     /// times as many [default: 5].
     #[arg(long, env = "BATCHCRED_SIGN_IN_FREE_ATTEMPTS")]
     sign_in_free_attempts: Option<u32>,
+
+    /// Reverse proxies or load balancers in front of this server (addresses
+    /// or networks, comma-separated, e.g. 10.0.0.0/24): from them the
+    /// client address that sign-in throttles is read from X-Forwarded-For
+    /// [default: none; the header is ignored].
+    #[arg(long, env = "BATCHCRED_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    trusted_proxies: Option<Vec<ipnet::IpNet>>,
+}
+
+/// A network (`10.0.0.0/24`) or a single address (`10.0.0.5`).
+fn parse_network(raw: &str) -> std::result::Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is not an address or network such as 10.0.0.0/24"))
 }
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -154,6 +170,15 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
         .sign_in_free_attempts
         .or(file.sign_in_free_attempts)
         .unwrap_or(BackoffPolicy::ACCOUNT.free_attempts);
+    let trusted_proxies = match args.trusted_proxies {
+        Some(networks) => networks,
+        None => file
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .map(|raw| parse_network(raw).map_err(|e| anyhow::anyhow!("trusted_proxies: {e}")))
+            .collect::<Result<_>>()?,
+    };
     Ok(ServerConfig {
         listen,
         external_url,
@@ -192,6 +217,7 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
             },
             ..SignInLimits::default()
         },
+        trusted_proxies,
     })
 }
 
@@ -224,5 +250,31 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_network;
+
+    #[test]
+    fn trusted_proxies_are_networks_or_single_addresses() {
+        assert_eq!(
+            parse_network("10.0.0.0/24").map(|n| n.to_string()),
+            Ok("10.0.0.0/24".to_owned())
+        );
+        assert_eq!(
+            parse_network(" 10.0.0.5 ").map(|n| n.to_string()),
+            Ok("10.0.0.5/32".to_owned())
+        );
+        assert_eq!(
+            parse_network("::1").map(|n| n.to_string()),
+            Ok("::1/128".to_owned())
+        );
+        assert!(
+            parse_network("proxy.internal")
+                .unwrap_err()
+                .contains("not an address or network")
+        );
     }
 }

@@ -36,6 +36,7 @@ pub struct ConfigFile {
     pub max_patch_kib: Option<u64>,
     pub max_concurrent_sign_ins: Option<usize>,
     pub sign_in_free_attempts: Option<u32>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl ConfigFile {

@@ -1,10 +1,13 @@
 //! The HTTP server: routes, request limits, and who is calling.
 
 mod caller;
+mod client_address;
 mod error;
 mod graphql;
 mod session;
 
+pub(crate) use client_address::ClientAddress;
+pub use client_address::TrustedProxies;
 pub use error::ApiError;
 pub(crate) use session::{removal_cookie, session_cookie};
 
@@ -31,6 +34,8 @@ pub struct AppState {
     pub service: Service,
     pub schema: BatchcredSchema,
     pub cookies: Arc<CookieSettings>,
+    /// Whose `X-Forwarded-For` names the client (see [`ClientAddress`]).
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// How session cookies are issued.
@@ -66,11 +71,12 @@ impl CookieSettings {
 }
 
 impl AppState {
-    pub fn new(service: Service, cookies: CookieSettings) -> Self {
+    pub fn new(service: Service, cookies: CookieSettings, trusted_proxies: TrustedProxies) -> Self {
         Self {
             schema: build_schema(service.clone()),
             service,
             cookies: Arc::new(cookies),
+            trusted_proxies: Arc::new(trusted_proxies),
         }
     }
 }

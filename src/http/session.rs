@@ -1,9 +1,7 @@
 //! Signing in and out, and creating the first account.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
@@ -11,6 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::client_address::ClientAddress;
 use super::{ApiError, AppState, CookieSettings};
 use crate::service::SessionToken;
 use crate::store::UserRecord;
@@ -56,13 +55,13 @@ fn user_json(user: &UserRecord) -> Value {
 /// server-wide bound on password checks is reached.
 pub(super) async fn sign_in(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client): ClientAddress,
     jar: CookieJar,
     Json(body): Json<Credentials>,
 ) -> Result<(CookieJar, Json<Value>), ApiError> {
     let (token, user) = state
         .service
-        .sign_in(&body.username, body.password, peer.ip())
+        .sign_in(&body.username, body.password, client)
         .await?;
     let jar = jar.add(session_cookie(&token, &state.cookies));
     Ok((jar, Json(user_json(&user))))
@@ -85,7 +84,7 @@ pub(super) async fn sign_out(
 /// Creates the site admin on an empty instance and signs them in.
 pub(super) async fn site_init(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client): ClientAddress,
     jar: CookieJar,
     Json(body): Json<Credentials>,
 ) -> Result<(StatusCode, CookieJar, Json<Value>), ApiError> {
@@ -96,7 +95,7 @@ pub(super) async fn site_init(
         .await?;
     let (token, _) = state
         .service
-        .sign_in(&user.username, password, peer.ip())
+        .sign_in(&user.username, password, client)
         .await?;
     let jar = jar.add(session_cookie(&token, &state.cookies));
     Ok((StatusCode::CREATED, jar, Json(user_json(&user))))

@@ -1,9 +1,7 @@
 //! Signing in and out, and the first-run page that creates the site admin.
 
-use std::net::SocketAddr;
-
 use askama::Template;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
@@ -14,7 +12,7 @@ use super::csrf::{self, CsrfForm};
 use super::error::with_retry_after;
 use super::session::WebCaller;
 use super::{Chrome, HOME, WebError};
-use crate::http::{AppState, CookieSettings};
+use crate::http::{AppState, ClientAddress, CookieSettings};
 use crate::http::{removal_cookie, session_cookie};
 use crate::service::Error;
 
@@ -119,7 +117,7 @@ pub(super) async fn sign_in_page(
 /// message, answering 429 (or 503) with `Retry-After`.
 pub(super) async fn sign_in(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client): ClientAddress,
     caller: WebCaller,
     jar: CookieJar,
     CsrfForm(form): CsrfForm<Credentials>,
@@ -127,7 +125,7 @@ pub(super) async fn sign_in(
     let password = SecretString::from(form.password);
     let result = state
         .service
-        .sign_in(&form.username, password, peer.ip())
+        .sign_in(&form.username, password, client)
         .await;
     let (status, message, retry_after) = match result {
         Ok((token, _)) => {
@@ -193,7 +191,7 @@ pub(super) async fn site_init_page(
 
 pub(super) async fn site_init(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(client): ClientAddress,
     caller: WebCaller,
     jar: CookieJar,
     CsrfForm(form): CsrfForm<Credentials>,
@@ -220,10 +218,7 @@ pub(super) async fn site_init(
         Err(Error::Forbidden(_)) => return Ok(Redirect::to("/sign-in").into_response()),
         Err(other) => return Err(other.into()),
     };
-    let (token, _) = state
-        .service
-        .sign_in(&user.username, again, peer.ip())
-        .await?;
+    let (token, _) = state.service.sign_in(&user.username, again, client).await?;
     let jar = jar.add(session_cookie(&token, &state.cookies));
     Ok((jar, Redirect::to(HOME)).into_response())
 }

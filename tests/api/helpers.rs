@@ -78,6 +78,7 @@ pub struct AppOptions {
     pub keyring_file: bool,
     pub sign_in: SignInLimits,
     pub external_url: url::Url,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for AppOptions {
@@ -98,6 +99,7 @@ impl Default for AppOptions {
             },
             keyring_file: false,
             sign_in: SignInLimits::default(),
+            trusted_proxies: Vec::new(),
             external_url: "http://batchcred.test".parse().expect("url"),
         }
     }
@@ -172,6 +174,7 @@ async fn start(
         recheck_interval: options.recheck_interval,
         publish: options.publish,
         sign_in: options.sign_in,
+        trusted_proxies: options.trusted_proxies,
     };
     let server = Server::build(&store, &config).await.expect("server starts");
     let address = server.local_addr().expect("bound");

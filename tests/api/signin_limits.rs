@@ -366,3 +366,66 @@ async fn over_https_every_cookie_is_secure_and_host_prefixed() {
         .unwrap();
     assert!(anonymous["data"]["currentUser"].is_null(), "{anonymous}");
 }
+
+/// Signs in from 127.0.0.1 with an `X-Forwarded-For` header.
+async fn sign_in_forwarded_for(
+    app: &TestApp,
+    forwarded_for: &str,
+    username: &str,
+    password: &str,
+) -> StatusCode {
+    reqwest::Client::new()
+        .post(app.url("/-/sign-in"))
+        .header("X-Forwarded-For", forwarded_for)
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Six wrong sign-ins on three accounts, "from" `forwarded_for`: past the
+/// address threshold of `limits(6)` but below every account's.
+async fn fail_from(app: &TestApp, forwarded_for: &str) {
+    for username in ["ghost1", "ghost2", "ghost3"] {
+        for _ in 0..2 {
+            let status = sign_in_forwarded_for(app, forwarded_for, username, "wrong").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_throttled_not_everyone() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        AppOptions {
+            sign_in: limits(6),
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    app.init_site_admin("admin").await;
+    fail_from(&app, "203.0.113.5").await;
+    // That client waits; another one behind the same proxy does not.
+    let status = sign_in_forwarded_for(&app, "203.0.113.5", "admin", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let status = sign_in_forwarded_for(&app, "203.0.113.6", "admin", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    // A client cannot dodge its back-off by writing its own header: only
+    // the right-most hop, added by the proxy, is believed.
+    let status = sign_in_forwarded_for(&app, "198.51.100.1, 203.0.113.5", "admin", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_the_forwarded_header_is_ignored() {
+    let app = spawn(Backend::Sqlite, limits(6)).await;
+    app.init_site_admin("admin").await;
+    fail_from(&app, "203.0.113.5").await;
+    // The header names another client, but the peer (127.0.0.1) is what
+    // counts, and it is in its back-off.
+    let status = sign_in_forwarded_for(&app, "203.0.113.6", "admin", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
