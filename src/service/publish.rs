@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{Error, Result, Service};
+use super::{Error, ResolvedCredential, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{self, CodeHostApi, PullRequestDraft};
 use crate::domain::{ChangesetId, CodeHostKind, CodeHostUrl, GitUrlType, UserId};
@@ -239,7 +239,7 @@ impl Service {
             .await?;
         // A changeset is its first publisher's; only a hand-over changes
         // that. Refused before any code host is asked.
-        if existing.as_ref().is_some_and(|c| c.user_id != user) {
+        if existing.as_ref().is_some_and(|c| !c.claimable_by(user)) {
             return Err(another_users_changeset(spec));
         }
         if let Some(done) = existing.as_ref().filter(|c| {
@@ -254,6 +254,12 @@ impl Service {
                 credential_source: done.credential_source.clone(),
             });
         }
+        // The credential (and the global credential's policy) is settled
+        // before anything is recorded, so a user who may not publish there
+        // leaves no changeset behind to stand in its owner's way.
+        let credential = self
+            .resolve_credential(caller, user, &host.url, &spec.repository)
+            .await?;
         let now = Utc::now();
         let mut record = self
             .store
@@ -287,28 +293,29 @@ impl Service {
                 other => other.into(),
             })?;
         let outcome = self
-            .publish_steps(caller, user, spec, &host, &mut record)
+            .publish_steps(user, spec, &host, &credential, &mut record)
             .await;
         if let Err(error) = &outcome {
             record.state = ChangesetState::Failed;
             record.error = Some(error.to_string());
             record.updated_at = Utc::now();
-            self.store.update_changeset(&record).await?;
+            // The publish error is what the caller needs; a failure to
+            // record it is only logged.
+            if let Err(store_error) = self.store.update_changeset(&record).await {
+                tracing::error!(error = %store_error, "could not record a failed changeset");
+            }
         }
         outcome
     }
 
     async fn publish_steps(
         &self,
-        caller: &Caller,
         user: UserId,
         spec: &ChangesetSpec,
         host: &CodeHostRecord,
+        credential: &ResolvedCredential,
         record: &mut ChangesetRecord,
     ) -> Result<PublishedChangeset> {
-        let credential = self
-            .resolve_credential(caller, user, &host.url, &spec.repository)
-            .await?;
         record.credential_id = Some(credential.credential_id);
         record.credential_source = Some(credential.source.as_str().to_owned());
         let token = &credential.secret.token;

@@ -75,6 +75,20 @@ pub struct ChangesetRecord {
     pub handed_over_at: Option<DateTime<Utc>>,
 }
 
+impl ChangesetRecord {
+    /// Whether `user` may publish this changeset: its owner, or anyone when
+    /// it is a failed attempt that never pushed a commit or opened a pull
+    /// request (a user who cannot publish there, say), so that nobody can
+    /// reserve a repository's branch by failing on it first.
+    pub fn claimable_by(&self, user: UserId) -> bool {
+        self.user_id == user
+            || (self.state == ChangesetState::Failed
+                && self.pushed_commit.is_none()
+                && self.pushing_commit.is_none()
+                && self.pr_number.is_none())
+    }
+}
+
 macro_rules! changeset_columns {
     () => {
         "id, user_id, code_host_id, repository, base_branch, head_branch, spec_hash, state, \
@@ -150,9 +164,10 @@ impl Store {
     /// Records an attempt to publish: inserts the changeset, or marks the
     /// existing one for the same branch as pending again with the new
     /// spec. Keeps what an earlier attempt learned (the pull request, the
-    /// commit last pushed), so a retry updates it. The owner never changes
-    /// here: a branch recorded for another user is refused with
-    /// [`Error::Conflict`] and left as it was. Returns the stored row.
+    /// commit last pushed), so a retry updates it. A branch recorded for
+    /// another user is refused with [`Error::Conflict`] and left as it
+    /// was, unless [`ChangesetRecord::claimable_by`] says it is up for the
+    /// taking (the same rule, in SQL). Returns the stored row.
     pub async fn begin_changeset(&self, changeset: &ChangesetRecord) -> Result<ChangesetRecord> {
         let written = sqlx::query(concat!(
             "INSERT INTO changesets (",
@@ -160,10 +175,12 @@ impl Store {
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              NULL, NULL, NULL, NULL) \
              ON CONFLICT (code_host_id, repository, head_branch) DO UPDATE SET \
-             base_branch = excluded.base_branch, \
+             user_id = excluded.user_id, base_branch = excluded.base_branch, \
              spec_hash = excluded.spec_hash, state = excluded.state, error = NULL, \
              attempts = changesets.attempts + 1, updated_at = excluded.updated_at \
-             WHERE changesets.user_id = excluded.user_id"
+             WHERE changesets.user_id = excluded.user_id OR (changesets.state = 'failed' \
+             AND changesets.pushed_commit IS NULL AND changesets.pushing_commit IS NULL \
+             AND changesets.pr_number IS NULL)"
         ))
         .bind(changeset.id.to_string())
         .bind(changeset.user_id.to_string())

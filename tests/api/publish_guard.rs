@@ -76,6 +76,7 @@ both_backends!(
     a_branch_moved_outside_batchcred_is_not_overwritten,
     a_branch_batchcred_did_not_create_is_not_overwritten,
     a_push_interrupted_before_it_was_recorded_is_resumed,
+    a_failed_attempt_does_not_reserve_the_branch,
     another_users_changeset_is_a_conflict,
     a_handed_over_changeset_is_the_new_owners_and_the_hand_over_is_recorded,
 );
@@ -290,6 +291,85 @@ async fn a_push_interrupted_before_it_was_recorded_is_resumed(backend: Backend) 
     );
     assert_eq!(branch_sha(&api, "batch/interrupted"), resumed.commit);
     assert_eq!(w.emulator.pulls().len(), 1);
+}
+
+/// Nobody can keep a repository's branch from its rightful publisher by
+/// failing on it first: a user refused a credential leaves no changeset,
+/// and a failed attempt that never pushed anything can be taken over.
+async fn a_failed_attempt_does_not_reserve_the_branch(backend: Backend) {
+    let w = world(backend).await;
+    let service = &w.app.service;
+    let (as_alice, as_bob) = (Caller::User(w.alice.clone()), Caller::User(w.bob.clone()));
+    let host_id = w
+        .app
+        .graphql_ok(&w.admin.auth, "{ codeHosts { nodes { id } } }", json!({}))
+        .await["codeHosts"]["nodes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.app
+        .graphql_ok(
+            &w.admin.auth,
+            "mutation($h: ID!) { setGlobalCredentialPolicy(codeHost: $h, allowedUsers: NOBODY) { id } }",
+            json!({ "h": host_id }),
+        )
+        .await;
+    let spec = w.spec("github", "acme/api", "batch/claimed");
+    let error = service
+        .publish_changeset(&as_bob, w.bob.id, &spec)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Forbidden(_)), "{error:?}");
+    let host = service.store().list_changesets_of(w.bob.id).await.unwrap();
+    assert!(host.is_empty(), "{host:?}");
+
+    // With a token, Bob fails on a repository that does not exist yet: a
+    // failed attempt is recorded, owned by him, with nothing pushed.
+    w.give_bob_a_token().await;
+    let late = w.spec("github", "acme/late", "batch/claimed");
+    service
+        .publish_changeset(&as_bob, w.bob.id, &late)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        service
+            .store()
+            .list_changesets_of(w.bob.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    w.git.create_repo("late");
+    w.emulator.add_repository(
+        "acme/late",
+        EmulatedRepo {
+            http_clone_url: w.git.url("late"),
+            ssh_clone_url: None,
+        },
+    );
+    let published = service
+        .publish_changeset(&as_alice, w.alice.id, &late)
+        .await
+        .unwrap();
+    assert_eq!(published.result, PublishResult::Opened);
+    assert!(
+        service
+            .store()
+            .list_changesets_of(w.bob.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        service
+            .store()
+            .list_changesets_of(w.alice.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
