@@ -210,6 +210,10 @@ impl CodeHostApi for BitbucketServer {
                 .map(|l| l.href.clone())
         };
         Ok(RepositoryInfo {
+            // Bitbucket Server answers only under the current project key
+            // and slug (no redirects for renamed repositories), so the
+            // name asked for is the name.
+            canonical_name: None,
             http_clone_url: clone("http").unwrap_or_else(|| {
                 format!(
                     "{}/scm/{}/{slug}.git",

@@ -29,6 +29,7 @@ struct User {
 struct Repository {
     #[serde(default)]
     permissions: Option<Permissions>,
+    full_name: Option<String>,
     clone_url: Option<String>,
     ssh_url: Option<String>,
     default_branch: Option<String>,
@@ -160,6 +161,7 @@ impl CodeHostApi for GitHub {
         }
         let repo: Repository = http::read_json(&self.target, &endpoint, response).await?;
         Ok(RepositoryInfo {
+            canonical_name: repo.full_name,
             http_clone_url: repo
                 .clone_url
                 .unwrap_or_else(|| format!("{}/{repository}.git", self.web_base())),

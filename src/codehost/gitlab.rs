@@ -41,6 +41,7 @@ struct User {
 struct Project {
     #[serde(default)]
     permissions: Option<ProjectPermissions>,
+    path_with_namespace: Option<String>,
     http_url_to_repo: Option<String>,
     ssh_url_to_repo: Option<String>,
     default_branch: Option<String>,
@@ -174,6 +175,7 @@ impl CodeHostApi for GitLab {
         }
         let project: Project = http::read_json(&self.target, &path, response).await?;
         Ok(RepositoryInfo {
+            canonical_name: project.path_with_namespace,
             http_clone_url: project.http_url_to_repo.unwrap_or_else(|| {
                 format!("{}/{repository}.git", self.base.trim_end_matches("/api/v4"))
             }),

@@ -114,6 +114,11 @@ impl Error {
 /// Where git reaches a repository, as the code host reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryInfo {
+    /// The name the code host knows the repository by now (GitHub's
+    /// `full_name`, GitLab's `path_with_namespace`). It differs from the
+    /// name asked for when the code host followed a rename or transfer;
+    /// `None` where the code host does not say.
+    pub canonical_name: Option<String>,
     pub http_clone_url: String,
     pub ssh_clone_url: Option<String>,
     pub default_branch: Option<String>,

@@ -324,6 +324,18 @@ impl Service {
         let info = backoff
             .run(|| client.repository(token, &spec.repository), |_| {})
             .await?;
+        // A code host that followed a rename or transfer answered for
+        // another repository than the one named: the policy and the
+        // ownership of the changeset were decided for the name, so nothing
+        // is pushed to the other one.
+        if let Some(current) = &info.canonical_name
+            && !current.eq_ignore_ascii_case(&spec.repository)
+        {
+            return Err(invalid(format!(
+                "{} on {} is now {current} (renamed or transferred); publish to {current} instead",
+                spec.repository, host.url
+            )));
+        }
         if let Some(default) = &info.default_branch
             && same_branch(&spec.head_branch, default)
         {

@@ -77,6 +77,7 @@ both_backends!(
     a_branch_batchcred_did_not_create_is_not_overwritten,
     a_push_interrupted_before_it_was_recorded_is_resumed,
     a_failed_attempt_does_not_reserve_the_branch,
+    a_renamed_repository_is_not_published_under_its_old_name,
     another_users_changeset_is_a_conflict,
     a_handed_over_changeset_is_the_new_owners_and_the_hand_over_is_recorded,
 );
@@ -370,6 +371,40 @@ async fn a_failed_attempt_does_not_reserve_the_branch(backend: Backend) {
             .len(),
         1
     );
+}
+
+/// A code host follows renames and transfers: `acme/old-name` answers for
+/// `secret-org/api`. Policy and ownership were decided for the name asked
+/// for, so batchcred pushes nothing to the repository it now names.
+async fn a_renamed_repository_is_not_published_under_its_old_name(backend: Backend) {
+    let w = world(backend).await;
+    w.emulator.add_old_name("acme/old-name", "acme/api");
+    let api = w.git.repo_path("api");
+    let error = w
+        .app
+        .service
+        .publish_changeset(
+            &Caller::User(w.bob.clone()),
+            w.bob.id,
+            &w.spec("github", "acme/old-name", "batch/renamed"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidInput(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("acme/old-name on http://127.0.0.1:"),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("is now acme/api (renamed or transferred)"),
+        "{error}"
+    );
+    assert_eq!(branch_sha(&api, "batch/renamed"), None);
+    assert!(w.emulator.pulls().is_empty());
 }
 
 #[tokio::test]

@@ -123,6 +123,8 @@ struct Shared {
     repositories: HashMap<String, EmulatedRepo>,
     /// Default branches other than `main`, by repository.
     default_branches: HashMap<String, String>,
+    /// Repositories served under an old name: old → current name.
+    moved: HashMap<String, String>,
     pulls: Vec<EmulatedPull>,
     pull_rate_limits: u32,
     pull_rate_limit_wait: u64,
@@ -534,6 +536,14 @@ impl Emulator {
             .insert(repository.to_owned(), branch.to_owned());
     }
 
+    /// Serves `repository` under the name `old` too, as code hosts do
+    /// after a rename or transfer (answering with its current name).
+    pub fn add_old_name(&self, old: &str, repository: &str) {
+        self.lock()
+            .moved
+            .insert(old.to_owned(), repository.to_owned());
+    }
+
     pub fn pulls(&self) -> Vec<EmulatedPull> {
         self.lock().pulls.clone()
     }
@@ -579,7 +589,12 @@ fn pulls_api(
         }
         _ => return None,
     };
-    let repo = shared.repositories.get(&repository).cloned()?;
+    let current_name = shared
+        .moved
+        .get(&repository)
+        .cloned()
+        .unwrap_or_else(|| repository.clone());
+    let repo = shared.repositories.get(&current_name).cloned()?;
     let opening = *method == Method::POST;
     if opening {
         shared.pull_attempts.push(std::time::Instant::now());
@@ -612,12 +627,12 @@ fn pulls_api(
     match (kind, method.as_str(), rest) {
         ("github", "GET", []) => Some(json_response(
             StatusCode::OK,
-            json!({"full_name": repository, "clone_url": repo.http_clone_url, "ssh_url": repo.ssh_clone_url,
+            json!({"full_name": current_name, "clone_url": repo.http_clone_url, "ssh_url": repo.ssh_clone_url,
                    "default_branch": default_branch, "permissions": {"push": true, "pull": true, "admin": false}}),
         )),
         ("gitlab", "GET", []) => Some(json_response(
             StatusCode::OK,
-            json!({"path_with_namespace": repository, "http_url_to_repo": repo.http_clone_url,
+            json!({"path_with_namespace": current_name, "http_url_to_repo": repo.http_clone_url,
                    "ssh_url_to_repo": repo.ssh_clone_url, "default_branch": default_branch,
                    "permissions": {"project_access": {"access_level": 30}, "group_access": null}}),
         )),
