@@ -26,7 +26,10 @@ impl TrustedProxies {
         Self(networks)
     }
 
+    /// IPv4 peers of a dual-stack listener arrive as `::ffff:a.b.c.d`:
+    /// compared in their canonical form, so `10.0.0.0/24` matches them.
     fn trusts(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
         self.0.iter().any(|network| network.contains(&address))
     }
 
@@ -37,6 +40,7 @@ impl TrustedProxies {
         peer: IpAddr,
         forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
     ) -> IpAddr {
+        let peer = peer.to_canonical();
         if !self.trusts(peer) {
             return peer;
         }
@@ -63,6 +67,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
+        .map(|address| address.to_canonical())
 }
 
 /// The client address of a request, as [`TrustedProxies`] decides it.
@@ -148,6 +153,11 @@ mod tests {
         assert_eq!(
             lb.client_address(ip("10.0.0.5"), ["10.0.0.7"].into_iter()),
             ip("10.0.0.7")
+        );
+        // An IPv4 proxy seen through a dual-stack socket is still trusted.
+        assert_eq!(
+            lb.client_address(ip("::ffff:10.0.0.5"), ["192.0.2.1"].into_iter()),
+            ip("192.0.2.1")
         );
         // No header, or garbage: the closest hop known.
         assert_eq!(

@@ -45,10 +45,7 @@ impl From<Error> for ApiError {
             Error::Conflict(message) => Self::new(StatusCode::CONFLICT, message),
             Error::CodeHostUnavailable(message) => Self::new(StatusCode::BAD_GATEWAY, message),
             Error::PublishFailed(message) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, message),
-            Error::SealMismatch => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Error::SealMismatch.to_string(),
-            ),
+            Error::SealMismatch => Self::new(StatusCode::CONFLICT, Error::SealMismatch.to_string()),
             Error::Throttled {
                 message,
                 retry_after,

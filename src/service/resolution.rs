@@ -52,7 +52,8 @@ impl std::fmt::Debug for ResolvedCredential {
 impl Service {
     /// Resolves the credential that publishes on `user`'s behalf to
     /// `repository` on the code host at `url`. The caller must be that
-    /// user, a site admin, or the operator. The global credential is only
+    /// user themselves or the operator (never a site admin for someone
+    /// else: the secret is decrypted to publish with). The global credential is only
     /// handed out where the code host's policy allows it for this user and
     /// repository; this runs before anything is asked of the code host, so
     /// a refused user learns nothing through the service account.
@@ -63,7 +64,7 @@ impl Service {
         url: &CodeHostUrl,
         repository: &str,
     ) -> Result<ResolvedCredential> {
-        caller.require_acting_for(user)?;
+        caller.require_publishing_as(user)?;
         let code_host = self
             .store
             .find_code_host_by_url(url)

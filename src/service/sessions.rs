@@ -70,7 +70,7 @@ impl Service {
             .find_user(user_id)
             .await
             .map_err(not_found("user"))?;
-        let ended = self.store.delete_user_sessions(user.id, None).await?;
+        let ended = self.store.delete_user_sessions(user.id).await?;
         tracing::info!(user = %user.username, ended, "sessions ended");
         Ok(ended)
     }

@@ -75,16 +75,12 @@ impl Store {
         Ok(())
     }
 
-    /// Ends every session of a user except `keep` (a session hash);
-    /// returns how many were ended.
-    pub async fn delete_user_sessions(&self, user_id: UserId, keep: Option<&str>) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR token_hash <> $2)",
-        )
-        .bind(user_id.to_string())
-        .bind(keep)
-        .execute(&self.pool)
-        .await?;
+    /// Ends every session of a user; returns how many were ended.
+    pub async fn delete_user_sessions(&self, user_id: UserId) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 

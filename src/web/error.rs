@@ -77,7 +77,7 @@ impl IntoResponse for WebError {
                     &message,
                 ),
                 Error::SealMismatch => page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    StatusCode::CONFLICT,
                     "Credential needs attention",
                     &Error::SealMismatch.to_string(),
                 ),

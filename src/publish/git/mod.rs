@@ -114,12 +114,8 @@ impl Default for PushOptions {
 /// Pushes `req.change` to `req.head_branch`, replacing what the branch
 /// held only if that is `req.expected_head` (git's `--force-with-lease`),
 /// so that publishing again updates it but a branch someone else created
-/// or moved is never overwritten.
-pub async fn push(req: &PushRequest, auth: &GitAuth) -> Result<Pushed, PushError> {
-    push_with(req, auth, &PushOptions::default()).await
-}
-
-/// [`push`], recording the commit through `record` before pushing it.
+/// or moved is never overwritten. The commit is handed to `record` before
+/// it is pushed.
 pub async fn push_recording(
     req: &PushRequest,
     auth: &GitAuth,
@@ -128,7 +124,7 @@ pub async fn push_recording(
     push_inner(req, auth, &PushOptions::default(), Some(record)).await
 }
 
-/// [`push`] with explicit options.
+/// [`push_recording`] with explicit options and nothing to record.
 #[tracing::instrument(skip_all, fields(head = %req.head_branch))]
 pub async fn push_with(
     req: &PushRequest,
