@@ -2,8 +2,7 @@
 # Installs what the tests need beyond Rust on a Debian machine (quick
 # no-ops when everything is present): OpenSSH's server for the git push
 # tests, HAProxy for the rolling-restart test, Chromium and Node for the
-# browser tests. Needs root or sudo only
-# when something is missing.
+# browser tests. Needs root or sudo only when something is missing.
 set -euo pipefail
 missing=()
 test -x /usr/sbin/sshd || missing+=(openssh-server)
