@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use crate::helpers::{PASSWORD, create_postgres_database, drop_postgres_database};
 
 /// How long a replica keeps serving after SIGTERM while reporting not-ready.
-const DRAIN_SECS: &str = "2";
+const DRAIN_SECS: &str = "3";
 const CLIENTS: usize = 4;
 
 /// Drops the test's database however the test ends.
@@ -258,10 +258,10 @@ async fn drive(front: String, token: String, load: Arc<Load>, stop: Arc<AtomicBo
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let mut turn = 0_u64;
+    let mut liveness = false;
     while !stop.load(Ordering::SeqCst) {
-        turn += 1;
-        let outcome = if turn % 2 == 0 {
+        liveness = !liveness;
+        let outcome = if liveness {
             match client.get(format!("{front}/healthz")).send().await {
                 Ok(response) if response.status() == 200 => Ok(()),
                 Ok(response) => Err(format!("GET /healthz: {}", response.status())),
@@ -309,7 +309,7 @@ async fn restart(
     let started = Instant::now();
     while replica.status(client, "/readyz").await != Some(503) {
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(2),
             "replica {name} still ready after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
