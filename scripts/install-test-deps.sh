@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Rust on a Debian machine (quick
 # no-ops when everything is present): OpenSSH's server for the git push
-# tests, Chromium and Node for the browser tests. Needs root or sudo only
-# when something is missing.
+# tests, HAProxy for the rolling-restart test, Chromium and Node for the
+# browser tests. Needs root or sudo only when something is missing.
 set -euo pipefail
 missing=()
 test -x /usr/sbin/sshd || missing+=(openssh-server)
+command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || missing+=(haproxy)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v npm >/dev/null || missing+=(nodejs npm)

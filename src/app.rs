@@ -6,12 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::config::{ConfigError, ServerConfig, StoreConfig, instance_name};
 use crate::crypto::{self, Encryptor};
 use crate::http::{self, AppState, CookieSettings, TrustedProxies};
 use crate::service::{self, Service, ServiceSettings};
 use crate::store::{self, Store};
+
+mod drain;
+pub use drain::DrainSettings;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +118,29 @@ impl Server {
         &self.state.service
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `signal`, then drains (see [`DrainSettings`]): reports
+    /// not-ready on `/readyz` while still serving for the drain period,
+    /// stops accepting, and finishes requests in flight (publishing
+    /// included) within the shutdown timeout. Background tasks stop
+    /// after that: each step of theirs is a single statement or a
+    /// compare-and-swap, so one cut short is redone by a later round or
+    /// the next start, and nothing is left half written.
+    pub async fn run_draining(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+        settings: DrainSettings,
+    ) -> std::io::Result<()> {
+        let (stopping, stopped) = oneshot::channel();
+        let stop = drain::stop_accepting(
+            signal,
+            self.state.readiness.clone(),
+            settings.period,
+            stopping,
+        );
+        drain::finish_within(self.run(stop), stopped, settings.shutdown_timeout).await
+    }
+
+    /// Serves until `shutdown` resolves, then finishes requests in flight.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,

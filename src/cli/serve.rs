@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use batchcred::app::Server;
+use batchcred::app::{DrainSettings, Server};
 use batchcred::config::{ConfigFile, ServerConfig, StoreConfig};
 use batchcred::publish::Backoff;
 use batchcred::service::{BackoffPolicy, PublishSettings, SignInLimits, default_max_concurrent};
@@ -93,6 +93,17 @@ pub struct ServeArgs {
     /// [default: none; the header is ignored].
     #[arg(long, env = "BATCHCRED_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
     trusted_proxies: Option<Vec<ipnet::IpNet>>,
+
+    /// Seconds to keep accepting and serving after SIGTERM or SIGINT while
+    /// /readyz answers 503, so load balancers move traffic away first; 0
+    /// stops accepting at once [default: 5].
+    #[arg(long, env = "BATCHCRED_DRAIN_SECS")]
+    drain_secs: Option<u64>,
+
+    /// Once no longer accepting, the longest wait in seconds for requests
+    /// in flight (publishing included) before exiting anyway [default: 30].
+    #[arg(long, env = "BATCHCRED_SHUTDOWN_TIMEOUT_SECS")]
+    shutdown_timeout_secs: Option<u64>,
 }
 
 /// A network (`10.0.0.0/24`) or a single address (`10.0.0.5`).
@@ -116,6 +127,21 @@ pub fn default_instance_name(file: &ConfigFile) -> String {
     match from_env.as_ref().or(file.external_url.as_ref()) {
         Some(url) => batchcred::config::instance_name(url),
         None => "batchcred@localhost".to_owned(),
+    }
+}
+
+/// How `serve` stops, from flags and environment over the file, over the
+/// defaults.
+fn drain_settings(args: &ServeArgs, file: &ConfigFile) -> DrainSettings {
+    let defaults = DrainSettings::default();
+    let seconds =
+        |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
+    DrainSettings {
+        period: seconds(args.drain_secs.or(file.drain_secs), defaults.period),
+        shutdown_timeout: seconds(
+            args.shutdown_timeout_secs.or(file.shutdown_timeout_secs),
+            defaults.shutdown_timeout,
+        ),
     }
 }
 
@@ -222,14 +248,18 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
 }
 
 pub async fn run(store: &StoreConfig, args: ServeArgs, file: ConfigFile) -> Result<()> {
+    let drain = drain_settings(&args, &file);
     let config = server_config(args, file)?;
     let server = Server::build(store, &config).await?;
-    server.run(shutdown_signal()).await.context("serving")?;
+    server
+        .run_draining(shutdown_signal(), drain)
+        .await
+        .context("serving")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -255,7 +285,33 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_network;
+    use super::{ConfigFile, DrainSettings, Duration, ServeArgs, drain_settings, parse_network};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn drain(flags: &[&str], file: &str) -> Result<DrainSettings, Box<dyn std::error::Error>> {
+        let args = Serve::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))?;
+        Ok(drain_settings(&args.args, &ConfigFile::parse(file)?))
+    }
+
+    #[test]
+    fn drain_settings_come_from_flags_over_the_file_over_the_defaults()
+    -> Result<(), Box<dyn std::error::Error>> {
+        assert_eq!(drain(&[], "")?, DrainSettings::default());
+        assert_eq!(DrainSettings::default().period, Duration::from_secs(5));
+        let from_file = drain(&[], "drain_secs = 0\nshutdown_timeout_secs = 7")?;
+        assert_eq!(from_file.period, Duration::ZERO);
+        assert_eq!(from_file.shutdown_timeout, Duration::from_secs(7));
+        let flagged = drain(&["--drain-secs", "2"], "drain_secs = 0")?;
+        assert_eq!(flagged.period, Duration::from_secs(2));
+        assert_eq!(flagged.shutdown_timeout, Duration::from_secs(30));
+        Ok(())
+    }
 
     #[test]
     fn trusted_proxies_are_networks_or_single_addresses() {

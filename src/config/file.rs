@@ -37,6 +37,8 @@ pub struct ConfigFile {
     pub max_concurrent_sign_ins: Option<usize>,
     pub sign_in_free_attempts: Option<u32>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub drain_secs: Option<u64>,
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 impl ConfigFile {

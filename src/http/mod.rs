@@ -4,11 +4,13 @@ mod caller;
 mod client_address;
 mod error;
 mod graphql;
+mod readiness;
 mod session;
 
 pub(crate) use client_address::ClientAddress;
 pub use client_address::TrustedProxies;
 pub use error::ApiError;
+pub use readiness::Readiness;
 pub(crate) use session::{removal_cookie, session_cookie};
 
 use std::sync::Arc;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub cookies: Arc<CookieSettings>,
     /// Whose `X-Forwarded-For` names the client (see [`ClientAddress`]).
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// Whether `/readyz` still invites new requests (see [`Readiness`]).
+    pub readiness: Readiness,
 }
 
 /// How session cookies are issued.
@@ -77,6 +81,7 @@ impl AppState {
             service,
             cookies: Arc::new(cookies),
             trusted_proxies: Arc::new(trusted_proxies),
+            readiness: Readiness::default(),
         }
     }
 }
@@ -85,6 +90,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readiness::readyz))
         .route("/.api/graphql", post(graphql::execute))
         .route("/-/sign-in", post(session::sign_in))
         .route("/-/sign-out", post(session::sign_out))
@@ -95,7 +101,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 200 when the store answers, 503 when it does not.
+/// Liveness: 200 when the store answers, 503 when it does not; unlike
+/// `/readyz`, still 200 while draining.
 async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.service.healthy().await {
         (StatusCode::OK, "ok\n")

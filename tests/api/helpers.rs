@@ -109,7 +109,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, AppOptions::default()).await
 }
 
-async fn create_postgres_database() -> String {
+/// A new, empty PostgreSQL database; drop it with [`drop_postgres_database`].
+pub async fn create_postgres_database() -> String {
     let name = format!("batchcred_test_{}", uuid::Uuid::new_v4().simple());
     let pool = PgPoolOptions::new()
         .max_connections(1)
@@ -206,27 +207,32 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
         if let Some(name) = self.postgres_database.take() {
-            // Drop runs outside async context: use a throwaway runtime.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Runtime::new().expect("runtime");
-                runtime.block_on(async {
-                    if let Ok(pool) = PgPoolOptions::new()
-                        .max_connections(1)
-                        .connect(POSTGRES_ADMIN_URL)
-                        .await
-                    {
-                        let _ = pool
-                            .execute(sqlx::AssertSqlSafe(format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            )))
-                            .await;
-                        pool.close().await;
-                    }
-                });
-            })
-            .join();
+            drop_postgres_database(name);
         }
     }
+}
+
+/// Drops a database [`create_postgres_database`] made; callable outside
+/// async context (from `Drop`), on a throwaway runtime of its own.
+pub fn drop_postgres_database(name: String) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            if let Ok(pool) = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(POSTGRES_ADMIN_URL)
+                .await
+            {
+                let _ = pool
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .await;
+                pool.close().await;
+            }
+        });
+    })
+    .join();
 }
 
 /// An API caller: anonymous or with an access token.

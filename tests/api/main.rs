@@ -8,6 +8,7 @@ mod accounts;
 mod authorization;
 mod cli;
 mod credentials;
+mod drain;
 mod git_push;
 mod global_policy;
 mod helpers;

@@ -21,7 +21,14 @@ pub struct ServerProcess {
 impl ServerProcess {
     pub fn start(data_dir: &std::path::Path, rust_log: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_batchcred"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--drain-secs",
+                "0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("RUST_LOG", rust_log)
             .env_remove("BATCHCRED_DATABASE_URL")

@@ -45,7 +45,7 @@ let user; // a regular user's page
 /** Starts the server on a free port; resolves with its base URL. */
 function startServer() {
   dataDir = mkdtempSync(path.join(tmpdir(), "batchcred-e2e-"));
-  server = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+  server = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--drain-secs", "0", "--data-dir", dataDir], {
     env: { ...process.env, RUST_LOG: "info", NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
