@@ -230,15 +230,18 @@ impl Service {
         let now = Utc::now();
         let mut wait = client.and_then(|client| guard.address_retry_after(client, now));
         // An address already waiting costs no database read.
+        let mut seen = None;
         if wait.is_none()
             && let Some(account) = &account
-            && let Some(failures) = self.store.sign_in_failures(account).await?
         {
-            let failures = Failures {
-                count: u32::try_from(failures.count).unwrap_or(u32::MAX),
-                last: failures.last_failure_at,
-            };
-            wait = wait.max(limits.account.retry_after(&failures, now));
+            seen = self.store.sign_in_failures(account).await?;
+            if let Some(failures) = seen {
+                let failures = Failures {
+                    count: u32::try_from(failures.count).unwrap_or(u32::MAX),
+                    last: failures.last_failure_at,
+                };
+                wait = wait.max(limits.account.retry_after(&failures, now));
+            }
         }
         if let Some(wait) = wait {
             return Err(Error::Throttled {
@@ -255,6 +258,24 @@ impl Service {
                 retry_after: Duration::from_secs(1),
             });
         };
+        // The attempt counts as a failure before the password is checked
+        // (a match clears it), and only if no other attempt on the account
+        // was counted since its failures were read: concurrent guesses
+        // cannot share one allowance of the back-off.
+        if let Some(account) = &account {
+            let claimed = self
+                .store
+                .claim_sign_in_attempt(account, seen, now, limits.account.forget_before(now))
+                .await?;
+            if !claimed {
+                return Err(Error::Throttled {
+                    message: "another password attempt for this account is in progress; \
+                              try again in 1 seconds"
+                        .into(),
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+        }
         let (user, hash) = lookup(&self.store).await?;
         let matched = guard
             .run_check(slot, move |memory| {
@@ -266,11 +287,6 @@ impl Service {
             let now = Utc::now();
             if let Some(client) = client {
                 guard.record_address_failure(client, now);
-            }
-            if let Some(account) = &account {
-                self.store
-                    .record_sign_in_failure(account, now, limits.account.forget_before(now))
-                    .await?;
             }
             return Ok(None);
         };

@@ -32,28 +32,47 @@ impl Store {
         .transpose()
     }
 
-    /// Counts one more failure at `now`, in one statement so concurrent
-    /// failures on several replicas all count; failures last recorded
-    /// before `forget_before` are forgotten and the count starts again.
-    pub async fn record_sign_in_failure(
+    /// Counts an attempt on `account` as a failure at `now`, but only if
+    /// its failures are still what the caller read (`seen`; `None`: no
+    /// row): of concurrent attempts that read the same state, exactly one
+    /// is counted and allowed. Failures last recorded before
+    /// `forget_before` are forgotten and the count starts again. Returns
+    /// whether this attempt was the one counted.
+    pub async fn claim_sign_in_attempt(
         &self,
         account: &str,
+        seen: Option<SignInFailures>,
         now: DateTime<Utc>,
         forget_before: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sign_in_failures (account, failures, last_failure_at) VALUES ($1, 1, $2) \
-             ON CONFLICT (account) DO UPDATE SET \
-             failures = CASE WHEN sign_in_failures.last_failure_at < $3 THEN 1 \
-                             ELSE sign_in_failures.failures + 1 END, \
-             last_failure_at = $2",
-        )
-        .bind(account)
-        .bind(to_millis(now))
-        .bind(to_millis(forget_before))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    ) -> Result<bool> {
+        let done = match seen {
+            None => {
+                sqlx::query(
+                    "INSERT INTO sign_in_failures (account, failures, last_failure_at) \
+                     VALUES ($1, 1, $2) ON CONFLICT (account) DO NOTHING",
+                )
+                .bind(account)
+                .bind(to_millis(now))
+                .execute(&self.pool)
+                .await?
+            }
+            Some(seen) => {
+                sqlx::query(
+                    "UPDATE sign_in_failures SET \
+                     failures = CASE WHEN last_failure_at < $3 THEN 1 ELSE failures + 1 END, \
+                     last_failure_at = $2 \
+                     WHERE account = $1 AND failures = $4 AND last_failure_at = $5",
+                )
+                .bind(account)
+                .bind(to_millis(now))
+                .bind(to_millis(forget_before))
+                .bind(seen.count)
+                .bind(to_millis(seen.last_failure_at))
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
     }
 
     /// Forgets an account's failures (after a successful sign-in).

@@ -429,3 +429,54 @@ async fn without_trusted_proxies_the_forwarded_header_is_ignored() {
     let status = sign_in_forwarded_for(&app, "203.0.113.6", "admin", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Guesses sent at the same moment cannot share one allowance: each one
+/// checked is counted before its check, and the others wait.
+#[tokio::test]
+async fn concurrent_guesses_on_one_account_are_each_counted() {
+    let app = spawn(
+        Backend::Sqlite,
+        SignInLimits {
+            max_concurrent: 16,
+            account: BackoffPolicy {
+                free_attempts: 1_000,
+                ..BackoffPolicy::ACCOUNT
+            },
+            ..limits(10_000)
+        },
+    )
+    .await;
+    app.init_site_admin("admin").await;
+    let (mut checked, mut refused) = (0, 0);
+    for _round in 0..5 {
+        let mut attempts = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let url = app.url("/-/sign-in");
+            attempts.spawn(async move { post_sign_in(url, LOCALHOST, "admin", "guess").await });
+        }
+        for (status, _, body) in attempts.join_all().await {
+            match status {
+                StatusCode::UNAUTHORIZED => checked += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert!(
+                        body["error"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("another password attempt for this account"),
+                        "{body}"
+                    );
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(
+        refused > 0,
+        "some of 12 simultaneous guesses were made to wait"
+    );
+    assert_eq!(stored_failures(&app, "admin").await, checked);
+}
