@@ -32,6 +32,12 @@ pub enum UsersCommand {
         /// Login name.
         username: String,
     },
+    /// Forget an account's failed sign-ins, ending its back-off (when
+    /// someone keeps guessing to lock it out).
+    Unlock {
+        /// Login name.
+        username: String,
+    },
 }
 
 pub async fn run_users(service: &Service, command: UsersCommand) -> Result<()> {
@@ -86,6 +92,12 @@ pub async fn run_users(service: &Service, command: UsersCommand) -> Result<()> {
             let user = service.user_by_username(&OPERATOR, &username).await?;
             let ended = service.end_sessions(&OPERATOR, user.id).await?;
             println!("ended {ended} session(s) of {}", user.username);
+        }
+        UsersCommand::Unlock { username } => {
+            service
+                .forget_sign_in_failures(&OPERATOR, &username)
+                .await?;
+            println!("{username} can sign in again at once");
         }
     }
     Ok(())

@@ -300,6 +300,18 @@ impl Service {
         Ok(self.store.delete_session(&sha256_hex(session)).await?)
     }
 
+    /// Forgets the failed sign-ins counted for `username`, ending its
+    /// back-off at once: for a site admin (or the operator) when someone
+    /// keeps guessing to lock an account out.
+    pub async fn forget_sign_in_failures(&self, caller: &Caller, username: &str) -> Result<()> {
+        caller.require_site_admin()?;
+        if let Some(account) = account_key(username) {
+            self.store.clear_sign_in_failures(&account).await?;
+        }
+        tracing::info!(user = %username, "failed sign-ins forgotten");
+        Ok(())
+    }
+
     /// Deletes failed sign-in counts old enough to be forgotten; run
     /// periodically by the server, so names tried once do not pile up.
     pub async fn purge_forgotten_sign_in_failures(&self) -> Result<u64> {

@@ -138,6 +138,14 @@ async fn wrong_passwords_back_off_and_a_right_one_resets_the_count(backend: Back
     }
     let (status, _, _) = sign_in(&app, "admin", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+
+    // `batchcred users unlock` ends the back-off at once.
+    app.service
+        .forget_sign_in_failures(&batchcred::auth::Caller::Operator, "Admin")
+        .await
+        .unwrap();
+    let (status, _, body) = sign_in(&app, "admin", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]
