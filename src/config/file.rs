@@ -23,6 +23,7 @@ pub struct ConfigFile {
     pub database_url: Option<DatabaseUrl>,
     pub encryption_key_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     pub external_url: Option<url::Url>,
     pub session_ttl_hours: Option<u64>,
     pub session_idle_timeout_hours: Option<u64>,

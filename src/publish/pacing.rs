@@ -91,6 +91,7 @@ impl Backoff {
                     // A second more than asked: resets are whole seconds.
                     let wait = wait + Duration::from_secs(1);
                     tracing::info!(code_host = %target, wait_secs = wait.as_secs(), attempt, "rate limited; waiting");
+                    crate::telemetry::metrics::rate_limit_wait(wait);
                     on_wait(wait);
                     tokio::time::sleep(wait).await;
                 }

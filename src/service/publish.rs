@@ -205,6 +205,20 @@ impl Service {
         user: UserId,
         spec: &ChangesetSpec,
     ) -> Result<PublishedChangeset> {
+        let outcome = self.publish_changeset_once(caller, user, spec).await;
+        crate::telemetry::metrics::changeset_publish(match &outcome {
+            Ok(published) => published.result.as_str(),
+            Err(_) => "failed",
+        });
+        outcome
+    }
+
+    async fn publish_changeset_once(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        spec: &ChangesetSpec,
+    ) -> Result<PublishedChangeset> {
         caller.require_publishing_as(user)?;
         validate(spec, &self.settings.publish)?;
         let resolved_commit = match &spec.change {
