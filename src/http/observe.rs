@@ -68,7 +68,7 @@ pub(super) async fn observe(request: Request, next: Next) -> Response {
         tracing::info!(
             status,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
+            "served"
         );
     });
     metrics::http_request(&route, &method, status, elapsed);
