@@ -172,6 +172,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn rate_limit_waits_are_counted() {
+        let metrics = crate::telemetry::metrics::handle();
+        let calls = AtomicU32::new(0);
+        Backoff::default()
+            .run(
+                || async {
+                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        Err(limited(Some(Duration::from_secs(5))))
+                    } else {
+                        Ok(())
+                    }
+                },
+                |_| {},
+            )
+            .await
+            .expect("retried");
+        metrics.run_upkeep();
+        let rendered = metrics.render();
+        assert!(
+            rendered.contains("batchcred_rate_limit_waits_total ")
+                && rendered.contains("batchcred_rate_limit_wait_seconds_total "),
+            "{rendered}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn waits_longer_than_allowed_fail_at_once() {
         let backoff = Backoff {
             max_wait: Duration::from_secs(10),

@@ -507,7 +507,9 @@ impl Service {
                 Arc::clone(&permits),
                 on_report.clone(),
             );
-            tasks.spawn(async move {
+            // In the caller's span, so that the request id stays on
+            // every log line of the publish.
+            tasks.spawn(tracing::Instrument::in_current_span(async move {
                 let _permit = permits.acquire_owned().await;
                 let outcome = service.publish_changeset(&caller, user, &spec).await;
                 let report = ChangesetReport {
@@ -520,7 +522,7 @@ impl Service {
                     on_report(&report);
                 }
                 report
-            });
+            }));
         }
         let mut reports = Vec::new();
         while let Some(joined) = tasks.join_next().await {

@@ -14,6 +14,8 @@ async fn app_with_metrics() -> TestApp {
         Backend::Sqlite,
         AppOptions {
             metrics: true,
+            // The first background round runs at start.
+            recheck_interval: Some(Duration::from_secs(3600)),
             ..AppOptions::default()
         },
     )
@@ -131,6 +133,7 @@ async fn metrics_are_served_on_their_own_listener_only() {
         "batchcred_changeset_publishes_total",
         &[r#"outcome="failed""#],
     );
+    expect("batchcred_recheck_runs_total", &[r#"outcome="ok""#]);
     expect("batchcred_db_pool_connections", &[r#"state="idle""#]);
     expect("batchcred_db_pool_connections", &[r#"state="in_use""#]);
     assert!(
