@@ -85,6 +85,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
     };
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
         external_url: "http://batchcred.bench".parse().unwrap(),
         session_ttl: Duration::from_secs(3600),
         session_idle_timeout: None,

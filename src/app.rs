@@ -56,6 +56,8 @@ pub async fn open_service(
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// Serves `/metrics` only, when configured.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     recheck_interval: Option<Duration>,
 }
@@ -75,6 +77,17 @@ impl Server {
                 address: server_config.listen,
                 source,
             })?;
+        let metrics_listener = match server_config.metrics_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|source| StartupError::Listen { address, source })?;
+                // Installed now, so that the metrics count from the start.
+                crate::telemetry::metrics::handle();
+                Some(listener)
+            }
+            None => None,
+        };
         // An external URL on port 0 (the default one, when listening on a
         // free port) names the port actually bound, as key comments show it.
         let mut external_url = server_config.external_url.clone();
@@ -101,6 +114,7 @@ impl Server {
         };
         Ok(Self {
             listener,
+            metrics_listener,
             state: AppState::new(
                 service,
                 cookies,
@@ -112,6 +126,13 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     pub fn service(&self) -> &Service {
@@ -180,7 +201,21 @@ impl Server {
         if let Ok(address) = self.local_addr() {
             tracing::info!(%address, "listening");
         }
+        let metrics = self.metrics_listener.map(|listener| {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "serving /metrics");
+            }
+            let service = self.state.service.clone();
+            tokio::spawn(async move {
+                if let Err(error) = http::serve_metrics(listener, service).await {
+                    tracing::warn!(%error, "the metrics listener failed");
+                }
+            })
+        });
         let result = http::serve(self.listener, self.state, shutdown).await;
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         purge.abort();
         upgrade_seals.abort();
         if let Some(recheck) = recheck {
@@ -199,10 +234,11 @@ async fn recheck_credentials(service: Service, interval: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match service
+        let result = service
             .recheck_stale_credentials(&crate::auth::Caller::Operator, interval)
-            .await
-        {
+            .await;
+        crate::telemetry::metrics::recheck_run(result.is_ok());
+        match result {
             Ok(report) if report.passed + report.failed > 0 => {
                 tracing::info!(
                     passed = report.passed,

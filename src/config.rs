@@ -165,6 +165,9 @@ fn create_private_dir(path: &Path) -> Result<(), ConfigError> {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served; `None` (the default) serves it nowhere.
+    /// Never the public listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// How users reach this instance; names it in SSH key comments and
     /// decides whether cookies are marked `Secure`.
     pub external_url: url::Url,

@@ -10,6 +10,7 @@ mod commit_signing;
 mod error;
 mod ids;
 mod mutation;
+mod operation_metrics;
 mod publish;
 mod query;
 mod types;
@@ -34,6 +35,7 @@ pub fn build_schema(service: Service) -> BatchcredSchema {
         .data(service)
         .limit_depth(16)
         .limit_complexity(2_000)
+        .extension(operation_metrics::OperationMetrics)
         .finish()
 }
 

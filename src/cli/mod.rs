@@ -18,6 +18,7 @@ use anyhow::Result;
 use batchcred::auth::Caller;
 use batchcred::config::{ConfigFile, DatabaseUrl, StoreConfig};
 use batchcred::service::{Service, ServiceSettings};
+use batchcred::telemetry::LogFormat;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
@@ -27,6 +28,10 @@ use secrecy::SecretString;
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
+    /// How log lines are written to stderr: `text`, or `json` (one object
+    /// per line, for log shippers) [default: text].
+    #[arg(long, global = true, env = "BATCHCRED_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,6 +129,12 @@ enum Command {
 }
 
 impl Args {
+    /// Read from the flag or the environment only: logging starts before
+    /// the configuration file is read.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or_default()
+    }
+
     /// The server narrates what it does; one-shot commands stay quiet.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {

@@ -24,6 +24,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BATCHCRED_LISTEN")]
     listen: Option<SocketAddr>,
 
+    /// Address to serve Prometheus metrics (`/metrics`) on, apart from the
+    /// public port [default: none; metrics are not served].
+    #[arg(long, env = "BATCHCRED_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+
     /// The URL users reach this instance at; names the instance in SSH key
     /// comments and, when https, marks cookies Secure
     /// [default: http://<listen address>].
@@ -207,6 +212,7 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
     };
     Ok(ServerConfig {
         listen,
+        metrics_listen: args.metrics_listen.or(file.metrics_listen),
         external_url,
         session_ttl: session_ttl.map_or(DEFAULT_SESSION_TTL, hours),
         // 0 hours turns the idle timeout off.

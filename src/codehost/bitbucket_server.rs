@@ -20,12 +20,12 @@ use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::http::{self, ApiClient, header_str};
+use super::http::{self, ApiClient, Call, header_str};
 use super::scopes::{BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE};
 use super::{
     CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, RepositoryInfo, TokenCheck,
 };
-use crate::domain::CodeHostUrl;
+use crate::domain::{CodeHostKind, CodeHostUrl};
 
 #[derive(Debug, Clone)]
 pub struct BitbucketServer {
@@ -106,6 +106,14 @@ impl BitbucketServer {
         }
     }
 
+    fn call(&self, operation: &'static str) -> Call<'_> {
+        Call {
+            target: &self.target,
+            kind: CodeHostKind::BitbucketServer,
+            operation,
+        }
+    }
+
     fn request(&self, method: Method, path: &str, token: &SecretString) -> RequestBuilder {
         self.api
             .http()
@@ -115,12 +123,13 @@ impl BitbucketServer {
 
     async fn get(
         &self,
+        operation: &'static str,
         path: &str,
         query: &[(&str, &str)],
         token: &SecretString,
     ) -> Result<reqwest::Response, Error> {
         let request = self.request(Method::GET, path, token).query(query);
-        let response = self.api.send(&self.target, request, token).await?;
+        let response = self.api.send(self.call(operation), request, token).await?;
         if !response.status().is_success() {
             return Err(http::unexpected(&self.target, path, response, token).await);
         }
@@ -130,11 +139,12 @@ impl BitbucketServer {
     /// Whether the listing at `path` has at least one entry.
     async fn lists_any(
         &self,
+        operation: &'static str,
         path: &str,
         query: &[(&str, &str)],
         token: &SecretString,
     ) -> Result<bool, Error> {
-        let response = self.get(path, query, token).await?;
+        let response = self.get(operation, path, query, token).await?;
         let page: Page = http::read_json(&self.target, path, response).await?;
         Ok(page.size > 0)
     }
@@ -150,7 +160,10 @@ impl BitbucketServer {
     ) -> Result<Option<String>, Error> {
         let path = format!("{repository_path}/branches/default");
         let request = self.request(Method::GET, &path, token);
-        let response = self.api.send(&self.target, request, token).await?;
+        let response = self
+            .api
+            .send(self.call("default_branch"), request, token)
+            .await?;
         match response.status() {
             reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::NO_CONTENT => Ok(None),
             status if status.is_success() => {
@@ -191,7 +204,10 @@ impl CodeHostApi for BitbucketServer {
         let (project, slug) = self.split(repository)?;
         let path = format!("/projects/{project}/repos/{slug}");
         let request = self.request(Method::GET, &path, token);
-        let response = self.api.send(&self.target, request, token).await?;
+        let response = self
+            .api
+            .send(self.call("repository"), request, token)
+            .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(Error::RepositoryNotFound {
                 target: self.target.clone(),
@@ -247,7 +263,10 @@ impl CodeHostApi for BitbucketServer {
             "toRef": reference(&draft.base_branch),
         });
         let request = self.request(Method::POST, &path, token).json(&body);
-        let response = self.api.send(&self.target, request, token).await?;
+        let response = self
+            .api
+            .send(self.call("create_pull_request"), request, token)
+            .await?;
         match response.status() {
             reqwest::StatusCode::CREATED | reqwest::StatusCode::OK => {
                 let pull: Pull = http::read_json(&self.target, &path, response).await?;
@@ -278,7 +297,10 @@ impl CodeHostApi for BitbucketServer {
                     "toRef": reference(&draft.base_branch),
                 });
                 let request = self.request(Method::PUT, &path, token).json(&update);
-                let response = self.api.send(&self.target, request, token).await?;
+                let response = self
+                    .api
+                    .send(self.call("update_pull_request"), request, token)
+                    .await?;
                 if !response.status().is_success() {
                     return Err(http::unexpected(&self.target, &path, response, token).await);
                 }
@@ -302,7 +324,9 @@ impl CodeHostApi for BitbucketServer {
         token: &SecretString,
         options: &CheckOptions,
     ) -> Result<TokenCheck, Error> {
-        let response = self.get("/users", &[("limit", "1")], token).await?;
+        let response = self
+            .get("current_user", "/users", &[("limit", "1")], token)
+            .await?;
         let user = header_str(response.headers(), "x-ausername")
             .filter(|name| !name.is_empty())
             .map(str::to_owned)
@@ -314,6 +338,7 @@ impl CodeHostApi for BitbucketServer {
         let mut missing = vec![];
         if !self
             .lists_any(
+                "writable_projects",
                 "/projects",
                 &[("permission", "PROJECT_WRITE"), ("limit", "1")],
                 token,
@@ -324,6 +349,7 @@ impl CodeHostApi for BitbucketServer {
         }
         if !self
             .lists_any(
+                "writable_repositories",
                 "/repos",
                 &[("permission", "REPO_WRITE"), ("limit", "1")],
                 token,
@@ -351,7 +377,10 @@ impl CodeHostApi for BitbucketServer {
                 ("permission", "REPO_WRITE"),
                 ("limit", "1"),
             ];
-            if !self.lists_any("/repos", &query, token).await? {
+            if !self
+                .lists_any("check_push_access", "/repos", &query, token)
+                .await?
+            {
                 return Err(Error::NoRepositoryAccess {
                     target: self.target.clone(),
                     repository: repository.clone(),

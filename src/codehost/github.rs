@@ -5,7 +5,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::http::{self, ApiClient, header_str};
+use super::http::{self, ApiClient, Call, header_str};
 use super::{
     CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, RepositoryInfo, TokenCheck,
     scopes,
@@ -69,6 +69,14 @@ impl GitHub {
         }
     }
 
+    fn call(&self, operation: &'static str) -> Call<'_> {
+        Call {
+            target: &self.target,
+            kind: CodeHostKind::GitHub,
+            operation,
+        }
+    }
+
     fn request(&self, method: Method, path: &str, token: &SecretString) -> RequestBuilder {
         self.api
             .http()
@@ -84,7 +92,7 @@ impl GitHub {
         let response = self
             .api
             .send(
-                &self.target,
+                self.call("check_push_access"),
                 self.request(Method::GET, &endpoint, token),
                 token,
             )
@@ -126,7 +134,10 @@ impl GitHub {
             ("head", format!("{owner}:{}", draft.head_branch)),
             ("state", "open".to_owned()),
         ]);
-        let response = self.api.send(&self.target, request, token).await?;
+        let response = self
+            .api
+            .send(self.call("find_pull_request"), request, token)
+            .await?;
         if !response.status().is_success() {
             return Err(http::unexpected(&self.target, &endpoint, response, token).await);
         }
@@ -145,7 +156,7 @@ impl CodeHostApi for GitHub {
         let response = self
             .api
             .send(
-                &self.target,
+                self.call("repository"),
                 self.request(Method::GET, &endpoint, token),
                 token,
             )
@@ -184,7 +195,10 @@ impl CodeHostApi for GitHub {
             "draft": draft.draft,
         });
         let request = self.request(Method::POST, &endpoint, token).json(&body);
-        let response = self.api.send(&self.target, request, token).await?;
+        let response = self
+            .api
+            .send(self.call("create_pull_request"), request, token)
+            .await?;
         match response.status() {
             StatusCode::CREATED | StatusCode::OK => {
                 let pull: Pull = http::read_json(&self.target, &endpoint, response).await?;
@@ -207,7 +221,10 @@ impl CodeHostApi for GitHub {
                     "base": draft.base_branch,
                 });
                 let request = self.request(Method::PATCH, &endpoint, token).json(&update);
-                let response = self.api.send(&self.target, request, token).await?;
+                let response = self
+                    .api
+                    .send(self.call("update_pull_request"), request, token)
+                    .await?;
                 if !response.status().is_success() {
                     return Err(http::unexpected(&self.target, &endpoint, response, token).await);
                 }
@@ -233,7 +250,7 @@ impl CodeHostApi for GitHub {
         let response = self
             .api
             .send(
-                &self.target,
+                self.call("current_user"),
                 self.request(Method::GET, "/user", token),
                 token,
             )

@@ -5,7 +5,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::http::{self, ApiClient};
+use super::http::{self, ApiClient, Call};
 use super::{
     CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, RepositoryInfo, TokenCheck,
     scopes,
@@ -83,14 +83,31 @@ impl GitLab {
             .header("PRIVATE-TOKEN", token.expose_secret())
     }
 
-    async fn get(&self, path: &str, token: &SecretString) -> Result<reqwest::Response, Error> {
+    fn call(&self, operation: &'static str) -> Call<'_> {
+        Call {
+            target: &self.target,
+            kind: CodeHostKind::GitLab,
+            operation,
+        }
+    }
+
+    async fn get(
+        &self,
+        operation: &'static str,
+        path: &str,
+        token: &SecretString,
+    ) -> Result<reqwest::Response, Error> {
         self.api
-            .send(&self.target, self.request(Method::GET, path, token), token)
+            .send(
+                self.call(operation),
+                self.request(Method::GET, path, token),
+                token,
+            )
             .await
     }
 
     async fn current_user(&self, token: &SecretString) -> Result<User, Error> {
-        let response = self.get("/user", token).await?;
+        let response = self.get("current_user", "/user", token).await?;
         if !response.status().is_success() {
             return Err(http::unexpected(&self.target, "/user", response, token).await);
         }
@@ -99,7 +116,7 @@ impl GitLab {
 
     async fn check_push_access(&self, token: &SecretString, repository: &str) -> Result<(), Error> {
         let path = format!("/projects/{}", urlencode_path(repository));
-        let response = self.get(&path, token).await?;
+        let response = self.get("check_push_access", &path, token).await?;
         let no_access = |detail: &str| Error::NoRepositoryAccess {
             target: self.target.clone(),
             repository: repository.to_owned(),
@@ -138,13 +155,14 @@ impl GitLab {
 impl GitLab {
     async fn send_json(
         &self,
+        operation: &'static str,
         method: Method,
         path: &str,
         body: &serde_json::Value,
         token: &SecretString,
     ) -> Result<reqwest::Response, Error> {
         let request = self.request(method, path, token).json(body);
-        self.api.send(&self.target, request, token).await
+        self.api.send(self.call(operation), request, token).await
     }
 }
 
@@ -163,7 +181,7 @@ impl CodeHostApi for GitLab {
         repository: &str,
     ) -> Result<RepositoryInfo, Error> {
         let path = format!("/projects/{}", urlencode_path(repository));
-        let response = self.get(&path, token).await?;
+        let response = self.get("repository", &path, token).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Err(Error::RepositoryNotFound {
                 target: self.target.clone(),
@@ -203,7 +221,9 @@ impl CodeHostApi for GitLab {
             "title": title,
             "description": draft.body,
         });
-        let response = self.send_json(Method::POST, &path, &body, token).await?;
+        let response = self
+            .send_json("create_pull_request", Method::POST, &path, &body, token)
+            .await?;
         match response.status() {
             StatusCode::CREATED | StatusCode::OK => {
                 let mr: MergeRequest = http::read_json(&self.target, &path, response).await?;
@@ -227,7 +247,9 @@ impl CodeHostApi for GitLab {
                     "title": title,
                     "description": draft.body,
                 });
-                let response = self.send_json(Method::PUT, &path, &update, token).await?;
+                let response = self
+                    .send_json("update_pull_request", Method::PUT, &path, &update, token)
+                    .await?;
                 if !response.status().is_success() {
                     return Err(http::unexpected(&self.target, &path, response, token).await);
                 }
@@ -252,7 +274,7 @@ impl CodeHostApi for GitLab {
         options: &CheckOptions,
     ) -> Result<TokenCheck, Error> {
         const SELF: &str = "/personal_access_tokens/self";
-        let response = self.get(SELF, token).await?;
+        let response = self.get("check_token", SELF, token).await?;
         let mut warnings = vec![];
         let (granted, expires_at) = match response.status() {
             // GitLab before 15.5 has no such endpoint: fall back to

@@ -4,13 +4,15 @@
 //! `Authorization` is), recognises rate limits, and turns failures into
 //! [`Error`]s that name the code host and never contain the token.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response, StatusCode, redirect};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Error;
+use crate::domain::CodeHostKind;
+use crate::telemetry::metrics;
 
 /// Longest code host message quoted in an error.
 const MAX_DETAIL_LEN: usize = 300;
@@ -53,6 +55,18 @@ async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, Bo
 #[error("redirect to another host: {0}")]
 struct CrossOriginRedirect(String);
 
+/// One call to a code host API: who it goes to, and what it does as the
+/// metrics name it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Names the code host in errors ("GitHub https://github.com").
+    pub target: &'a str,
+    pub kind: CodeHostKind,
+    /// A fixed name ("check_token", "create_pull_request"), never a path,
+    /// so that repository names cannot multiply the metric series.
+    pub operation: &'static str,
+}
+
 /// Shared, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -91,25 +105,49 @@ impl ApiClient {
 
     /// Sends a request carrying `token`. Transport failures, 401/403, rate
     /// limits and 5xx become errors; every other answer is returned for
-    /// the caller to read.
+    /// the caller to read. Every call is counted and timed by outcome.
     pub async fn send(
         &self,
-        target: &str,
+        call: Call<'_>,
         request: RequestBuilder,
         token: &SecretString,
     ) -> Result<Response, Error> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.transport_error(target, &e))?;
+        let started = Instant::now();
+        let result = request.send().await;
+        let elapsed = started.elapsed();
+        let record = |outcome: &'static str, status: Option<StatusCode>| {
+            metrics::codehost_request(
+                call.kind.as_str(),
+                call.operation,
+                outcome,
+                status.map(|s| s.as_u16()),
+                elapsed,
+            );
+        };
+        let target = call.target;
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                let error = self.transport_error(target, &error);
+                let outcome = if matches!(error, Error::Redirected { .. }) {
+                    "redirected"
+                } else {
+                    "unreachable"
+                };
+                record(outcome, None);
+                return Err(error);
+            }
+        };
         let status = response.status();
         if let Some(retry_after) = rate_limit(status, response.headers()) {
+            record("rate_limited", Some(status));
             return Err(Error::RateLimited {
                 target: target.to_owned(),
                 retry_after,
             });
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            record("rejected", Some(status));
             let detail = error_detail(response, token).await;
             return Err(Error::Rejected {
                 target: target.to_owned(),
@@ -117,6 +155,7 @@ impl ApiClient {
             });
         }
         if status.is_server_error() {
+            record("server_error", Some(status));
             let detail = error_detail(response, token).await;
             return Err(Error::Unreachable {
                 target: target.to_owned(),
@@ -125,11 +164,13 @@ impl ApiClient {
         }
         if status.is_redirection() {
             // Only an unfollowed same-origin redirect chain gets here.
+            record("redirected", Some(status));
             return Err(Error::Unreachable {
                 target: target.to_owned(),
                 reason: "too many redirects".into(),
             });
         }
+        record("answered", Some(status));
         Ok(response)
     }
 

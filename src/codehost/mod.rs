@@ -98,6 +98,22 @@ fn retry_hint(retry_after: Option<Duration>) -> String {
 }
 
 impl Error {
+    /// A short fixed name for what went wrong, as metrics label it.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Rejected { .. } => "rejected",
+            Self::MissingScopes { .. } => "missing_scopes",
+            Self::Expired { .. } => "expired",
+            Self::NoRepositoryAccess { .. } => "no_repository_access",
+            Self::Unreachable { .. } => "unreachable",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Redirected { .. } => "redirected",
+            Self::Unexpected { .. } => "unexpected_answer",
+            Self::Unsupported(_) => "unsupported",
+            Self::RepositoryNotFound { .. } => "repository_not_found",
+        }
+    }
+
     /// Whether the token itself is at fault (as opposed to the code host
     /// being unreachable or busy).
     pub fn is_token_problem(&self) -> bool {

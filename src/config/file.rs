@@ -23,6 +23,7 @@ pub struct ConfigFile {
     pub database_url: Option<DatabaseUrl>,
     pub encryption_key_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     pub external_url: Option<url::Url>,
     pub session_ttl_hours: Option<u64>,
     pub session_idle_timeout_hours: Option<u64>,
@@ -95,12 +96,14 @@ mod tests {
             data_dir = "/var/lib/batchcred"
             database_url = "postgres://batchcred@db/batchcred"
             listen = "0.0.0.0:3080"
+            metrics_listen = "127.0.0.1:9090"
             external_url = "https://batchcred.example.com"
             recheck_interval_hours = 0
             "#,
         )?;
         assert_eq!(file.data_dir, Some(PathBuf::from("/var/lib/batchcred")));
         assert_eq!(file.listen, "0.0.0.0:3080".parse().ok());
+        assert_eq!(file.metrics_listen, "127.0.0.1:9090".parse().ok());
         assert_eq!(file.recheck_interval_hours, Some(0));
         assert_eq!(
             file.external_url.map(String::from).as_deref(),

@@ -4,12 +4,16 @@ mod caller;
 mod client_address;
 mod error;
 mod graphql;
+mod metrics;
+mod observe;
 mod readiness;
 mod session;
 
 pub(crate) use client_address::ClientAddress;
 pub use client_address::TrustedProxies;
 pub use error::ApiError;
+pub use metrics::serve_metrics;
+pub use observe::REQUEST_ID_HEADER;
 pub use readiness::Readiness;
 pub(crate) use session::{removal_cookie, session_cookie};
 
@@ -22,7 +26,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::api::{BatchcredSchema, build_schema};
 use crate::service::Service;
@@ -86,8 +90,12 @@ impl AppState {
     }
 }
 
-/// All routes of the service.
+/// All routes of the service. `/metrics` is not among them: it is served
+/// on its own listener (see [`serve_metrics`]).
 pub fn router(state: AppState) -> Router {
+    let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
+    // Layers wrap what is above them: the request id is settled first,
+    // then `observe` opens the request's span around everything else.
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readiness::readyz))
@@ -97,7 +105,10 @@ pub fn router(state: AppState) -> Router {
         .route("/-/site-init", post(session::site_init))
         .merge(crate::web::router())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(observe::observe))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(observe::sanitize_request_id))
         .with_state(state)
 }
 

@@ -91,6 +91,7 @@ impl Backoff {
                     // A second more than asked: resets are whole seconds.
                     let wait = wait + Duration::from_secs(1);
                     tracing::info!(code_host = %target, wait_secs = wait.as_secs(), attempt, "rate limited; waiting");
+                    crate::telemetry::metrics::rate_limit_wait(wait);
                     on_wait(wait);
                     tokio::time::sleep(wait).await;
                 }
@@ -168,6 +169,32 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         assert_eq!(Instant::now() - start, Duration::from_secs(62));
         assert_eq!(waits.into_inner().map(|w| w.len()).unwrap_or(0), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_waits_are_counted() {
+        let metrics = crate::telemetry::metrics::handle();
+        let calls = AtomicU32::new(0);
+        Backoff::default()
+            .run(
+                || async {
+                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        Err(limited(Some(Duration::from_secs(5))))
+                    } else {
+                        Ok(())
+                    }
+                },
+                |_| {},
+            )
+            .await
+            .expect("retried");
+        metrics.run_upkeep();
+        let rendered = metrics.render();
+        assert!(
+            rendered.contains("batchcred_rate_limit_waits_total ")
+                && rendered.contains("batchcred_rate_limit_wait_seconds_total "),
+            "{rendered}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

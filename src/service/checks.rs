@@ -47,7 +47,12 @@ impl Service {
             .acquire()
             .await
             .map_err(|_| super::Error::Internal("the token check bound was closed".into()))?;
-        let check = client.check_token(token, options).await?;
+        let check = client.check_token(token, options).await;
+        crate::telemetry::metrics::credential_check(match &check {
+            Ok(_) => "ok",
+            Err(error) => error.metric_label(),
+        });
+        let check = check?;
         tracing::debug!(code_host = %host.url, user = %check.user, "token accepted by the code host");
         Ok(check)
     }

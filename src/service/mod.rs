@@ -30,6 +30,7 @@ pub use publish::{
 pub use resolution::{CredentialSource, ResolvedCredential};
 pub use sign_in_backoff::{BackoffPolicy, retry_after_secs};
 pub use sign_in_guard::{SignInLimits, default_max_concurrent};
+pub use store::PoolStats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -210,6 +211,11 @@ impl Service {
     /// Whether the database answers (for health checks).
     pub async fn healthy(&self) -> bool {
         self.store.ping().await.is_ok()
+    }
+
+    /// The database pool's state, for `/metrics`.
+    pub fn database_pool(&self) -> PoolStats {
+        self.store.pool_stats()
     }
 }
 

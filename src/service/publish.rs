@@ -205,6 +205,20 @@ impl Service {
         user: UserId,
         spec: &ChangesetSpec,
     ) -> Result<PublishedChangeset> {
+        let outcome = self.publish_changeset_once(caller, user, spec).await;
+        crate::telemetry::metrics::changeset_publish(match &outcome {
+            Ok(published) => published.result.as_str(),
+            Err(_) => "failed",
+        });
+        outcome
+    }
+
+    async fn publish_changeset_once(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        spec: &ChangesetSpec,
+    ) -> Result<PublishedChangeset> {
         caller.require_publishing_as(user)?;
         validate(spec, &self.settings.publish)?;
         let resolved_commit = match &spec.change {
@@ -512,7 +526,9 @@ impl Service {
                 Arc::clone(&permits),
                 on_report.clone(),
             );
-            tasks.spawn(async move {
+            // In the caller's span, so that the request id stays on
+            // every log line of the publish.
+            tasks.spawn(tracing::Instrument::in_current_span(async move {
                 let _permit = permits.acquire_owned().await;
                 let outcome = service.publish_changeset(&caller, user, &spec).await;
                 let report = ChangesetReport {
@@ -525,7 +541,7 @@ impl Service {
                     on_report(&report);
                 }
                 report
-            });
+            }));
         }
         let mut reports = Vec::new();
         while let Some(joined) = tasks.join_next().await {

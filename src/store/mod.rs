@@ -55,6 +55,14 @@ pub enum Backend {
     Postgres,
 }
 
+/// How many database connections are open, idle, and allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
 /// The database: a connection pool plus the queries the service needs.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -115,6 +123,15 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The connection pool's state right now, for the metrics.
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            open: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     /// Closes the pool, waiting for connections to be returned.

@@ -52,6 +52,8 @@ macro_rules! both_backends {
 /// A running server with its own data.
 pub struct TestApp {
     pub address: SocketAddr,
+    /// Where `/metrics` is served, when [`AppOptions::metrics`] asked.
+    pub metrics_address: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub store: StoreConfig,
     /// The service behind the server, for tests of library functions.
@@ -79,6 +81,8 @@ pub struct AppOptions {
     pub sign_in: SignInLimits,
     pub external_url: url::Url,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve `/metrics` on a loopback port of its own.
+    pub metrics: bool,
 }
 
 impl Default for AppOptions {
@@ -100,6 +104,7 @@ impl Default for AppOptions {
             keyring_file: false,
             sign_in: SignInLimits::default(),
             trusted_proxies: Vec::new(),
+            metrics: false,
             external_url: "http://batchcred.test".parse().expect("url"),
         }
     }
@@ -168,6 +173,9 @@ async fn start(
 ) -> TestApp {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
+        metrics_listen: options
+            .metrics
+            .then(|| "127.0.0.1:0".parse().expect("addr")),
         external_url: options.external_url,
         session_ttl: options.session_ttl,
         session_idle_timeout: options.session_idle_timeout,
@@ -179,6 +187,7 @@ async fn start(
     };
     let server = Server::build(&store, &config).await.expect("server starts");
     let address = server.local_addr().expect("bound");
+    let metrics_address = server.metrics_addr();
     let service = server.service().clone();
     let codehosts = Emulator::accepting_any_token().await;
     let handle = tokio::spawn(async move {
@@ -193,6 +202,7 @@ async fn start(
         .expect("client");
     TestApp {
         address,
+        metrics_address,
         client,
         store,
         service,

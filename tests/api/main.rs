@@ -13,6 +13,7 @@ mod git_push;
 mod global_policy;
 mod helpers;
 mod limits;
+mod observability;
 mod publish;
 mod publish_cli;
 mod publish_guard;
