@@ -192,36 +192,42 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Applies `update` and returns the code host as it now is.
+    /// Applies `update` and returns the code host as it now is. Only the
+    /// fields given are written, in one statement: a form changing several
+    /// fields changes all or none of them, and two admins changing
+    /// different fields at once (the git URL type, the policy) both keep
+    /// their change.
     pub async fn update_code_host(
         &self,
         id: CodeHostId,
         update: CodeHostUpdate,
     ) -> Result<CodeHostRecord> {
-        let current = self.find_code_host(id).await?;
-        let git_url_type = update.git_url_type.unwrap_or(current.git_url_type);
-        let ssh_known_hosts = update.ssh_known_hosts.unwrap_or(current.ssh_known_hosts);
-        let algorithm = update
-            .ssh_key_algorithm
-            .unwrap_or(current.ssh_key_algorithm);
-        let policy = update
-            .global_credential_policy
-            .unwrap_or(current.global_credential_policy);
-        let (users, user_ids, repositories) = policy_columns(&policy);
-        // One statement, so a form changing several fields changes all or
-        // none of them.
+        let flag = |given: bool| i64::from(given);
+        let (known_hosts_given, known_hosts) = match update.ssh_known_hosts {
+            Some(value) => (true, value),
+            None => (false, None),
+        };
+        let policy = update.global_credential_policy.as_ref().map(policy_columns);
         let done = sqlx::query(
-            "UPDATE code_hosts SET git_url_type = $1, ssh_known_hosts = $2, \
-             ssh_key_algorithm = $3, global_credential_users = $4, \
-             global_credential_user_ids = $5, global_credential_repositories = $6 \
-             WHERE id = $7",
+            "UPDATE code_hosts SET git_url_type = COALESCE($1, git_url_type), \
+             ssh_known_hosts = CASE WHEN $2 = 1 THEN $3 ELSE ssh_known_hosts END, \
+             ssh_key_algorithm = COALESCE($4, ssh_key_algorithm), \
+             global_credential_users = COALESCE($5, global_credential_users), \
+             global_credential_user_ids = COALESCE($6, global_credential_user_ids), \
+             global_credential_repositories = COALESCE($7, global_credential_repositories) \
+             WHERE id = $8",
         )
-        .bind(git_url_type.as_str())
-        .bind(ssh_known_hosts.as_deref())
-        .bind(algorithm.as_str())
-        .bind(users)
-        .bind(user_ids)
-        .bind(repositories)
+        .bind(update.git_url_type.map(GitUrlType::as_str))
+        .bind(flag(known_hosts_given))
+        .bind(known_hosts.as_deref())
+        .bind(update.ssh_key_algorithm.map(SshKeyAlgorithm::as_str))
+        .bind(policy.as_ref().map(|(users, _, _)| *users))
+        .bind(policy.as_ref().map(|(_, ids, _)| ids.as_str()))
+        .bind(
+            policy
+                .as_ref()
+                .map(|(_, _, repositories)| repositories.as_str()),
+        )
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
