@@ -381,8 +381,13 @@ pub fn bare_batchcred(args: &[&str], stdin: &str) -> Output {
             command.env_remove(name);
         }
     }
+    command.args(args);
+    run_to_end(command, stdin)
+}
+
+/// Runs a prepared `batchcred` command with `stdin` as its input, to its end.
+pub fn run_to_end(mut command: Command, stdin: &str) -> Output {
     let mut child = command
-        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

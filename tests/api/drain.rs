@@ -13,6 +13,7 @@ use batchcred::crypto::Keyring;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::cli::run_to_end;
 use crate::helpers::{PASSWORD, create_postgres_database, drop_postgres_database};
 
 /// How long a replica keeps serving after SIGTERM while reporting not-ready.
@@ -53,22 +54,9 @@ impl Instance {
 
     /// Runs a CLI command to its end and returns its stdout.
     fn cli(&self, args: &[&str], stdin: &str) -> String {
-        use std::io::Write;
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run batchcred");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let mut command = self.command();
+        command.args(args);
+        let output = run_to_end(command, stdin);
         assert!(
             output.status.success(),
             "batchcred {args:?}: {}",
