@@ -316,6 +316,20 @@ impl Service {
             .map_err(not_found(&format!("code host {url}")))
     }
 
+    /// The code host configured at `url`, or the error a caller asking to
+    /// use an unconfigured one needs to see.
+    pub(super) async fn configured_code_host(&self, url: &CodeHostUrl) -> Result<CodeHostRecord> {
+        self.store
+            .find_code_host_by_url(url)
+            .await
+            .map_err(|e| match e {
+                crate::store::Error::NotFound => Error::NotFound(format!(
+                    "unknown code host: no code host is configured at {url}"
+                )),
+                other => other.into(),
+            })
+    }
+
     async fn code_host_page(&self, page: &PageRequest) -> Result<Page<CodeHostRecord>> {
         let limit = page.limit()?;
         let rows = self.store.list_code_hosts(page.after_id()?, limit).await?;

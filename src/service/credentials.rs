@@ -311,16 +311,7 @@ impl Service {
         };
         let token = Token::parse(request.token.expose_secret())?;
         let url = CodeHostUrl::parse(&request.url)?;
-        let host = self
-            .store
-            .find_code_host_by_url(&url)
-            .await
-            .map_err(|e| match e {
-                crate::store::Error::NotFound => Error::NotFound(format!(
-                    "unknown code host: no code host is configured at {url}"
-                )),
-                other => other.into(),
-            })?;
+        let host = self.configured_code_host(&url).await?;
         if host.kind != request.kind {
             return Err(Error::InvalidInput(format!(
                 "the code host at {url} is {}, not {}",

@@ -236,16 +236,7 @@ impl Service {
             ChangeSpec::Diff { .. } => None,
         };
         let url = CodeHostUrl::parse(&spec.code_host)?;
-        let host = self
-            .store
-            .find_code_host_by_url(&url)
-            .await
-            .map_err(|e| match e {
-                crate::store::Error::NotFound => Error::NotFound(format!(
-                    "unknown code host: no code host is configured at {url}"
-                )),
-                other => other.into(),
-            })?;
+        let host = self.configured_code_host(&url).await?;
         let fingerprint = spec.fingerprint(resolved_commit.as_deref());
         let existing = self
             .store

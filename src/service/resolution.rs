@@ -65,16 +65,7 @@ impl Service {
         repository: &str,
     ) -> Result<ResolvedCredential> {
         caller.require_publishing_as(user)?;
-        let code_host = self
-            .store
-            .find_code_host_by_url(url)
-            .await
-            .map_err(|e| match e {
-                crate::store::Error::NotFound => Error::NotFound(format!(
-                    "unknown code host: no code host is configured at {url}"
-                )),
-                other => other.into(),
-            })?;
+        let code_host = self.configured_code_host(url).await?;
         let own = self
             .store
             .find_credential_for(code_host.id, CredentialOwner::User(user))
