@@ -15,7 +15,9 @@ use crate::service::{self, Service, ServiceSettings};
 use crate::store::{self, Store};
 
 mod drain;
+mod workers;
 pub use drain::DrainSettings;
+pub use workers::spawn_workers;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +214,14 @@ impl Server {
                 }
             })
         });
+        let (stop_workers, stop) = tokio::sync::watch::channel(false);
+        let service = self.state.service.clone();
+        let mut workers = spawn_workers(&service, service.queue_settings().workers, stop);
         let result = http::serve(self.listener, self.state, shutdown).await;
+        // Requests are done: running jobs get their stop grace, then are
+        // handed back to the queue for another replica or the next start.
+        let _ = stop_workers.send(true);
+        while workers.join_next().await.is_some() {}
         if let Some(metrics) = metrics {
             metrics.abort();
         }

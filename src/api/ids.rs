@@ -74,6 +74,10 @@ pub(super) fn changeset_id(id: ChangesetId) -> ID {
     marshal(CHANGESET, &id.to_string())
 }
 
+pub(super) fn parse_changeset_id(id: &ID) -> Result<ChangesetId, Error> {
+    Ok(expect_kind(id, CHANGESET)?.parse()?)
+}
+
 pub(super) fn parse_code_host_id(id: &ID) -> Result<CodeHostId, Error> {
     Ok(expect_kind(id, CODE_HOST)?.parse()?)
 }

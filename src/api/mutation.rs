@@ -23,6 +23,7 @@ pub struct MutationRoot(
     CoreMutation,
     super::publish::PublishMutation,
     super::publish::ChangesetMutation,
+    super::changesets::ChangesetActionsMutation,
 );
 
 /// Accounts, code hosts and credentials.

@@ -3,14 +3,13 @@
 //! CLI, which runs where the repository is.
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 
+use super::changesets::Changeset;
 use super::context_parts;
 use super::error::{IntoGraphql, to_graphql};
 use super::ids;
 use crate::publish::{ChangeSpec, ChangesetSpec};
 use crate::service::{ChangesetReport, Error, MAX_PUBLISH_CONCURRENCY, PublishResult};
-use crate::store::ChangesetRecord;
 
 /// One changeset to publish.
 #[derive(InputObject)]
@@ -54,6 +53,9 @@ impl From<ChangesetInput> for ChangesetSpec {
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 pub enum ChangesetPublishState {
+    /// Recorded and queued: a worker publishes it (follow it with
+    /// `changesets`).
+    Queued,
     Opened,
     Updated,
     Unchanged,
@@ -63,6 +65,8 @@ pub enum ChangesetPublishState {
 /// What happened to one changeset.
 #[derive(SimpleObject)]
 pub struct ChangesetResult {
+    /// The changeset, once recorded (follow it with `changeset(id:)`).
+    id: Option<ID>,
     repository: String,
     head_branch: String,
     state: ChangesetPublishState,
@@ -85,6 +89,7 @@ impl From<ChangesetReport> for ChangesetResult {
                     PublishResult::Opened => ChangesetPublishState::Opened,
                     PublishResult::Updated => ChangesetPublishState::Updated,
                     PublishResult::Unchanged => ChangesetPublishState::Unchanged,
+                    PublishResult::Queued => ChangesetPublishState::Queued,
                 };
                 (state, Some(published), None, None)
             }
@@ -104,6 +109,7 @@ impl From<ChangesetReport> for ChangesetResult {
             }
         };
         Self {
+            id: published.as_ref().map(|p| ids::changeset_id(p.id)),
             repository: report.repository,
             head_branch: report.head_branch,
             state,
@@ -125,9 +131,13 @@ impl PublishMutation {
     /// Publishes changesets as `user` (default: the caller; anyone else,
     /// site admins included, is refused: publishing for a user takes their
     /// own session or access token) with their credential for each code
-    /// host, else the global one. Each changeset's branch is pushed and its
-    /// pull request opened, or updated if one is open; one failing does not
-    /// stop the others. At most `concurrency` (1–64) at a time.
+    /// host, else the global one. Each changeset is checked, recorded and
+    /// queued, and the answer comes at once: `QUEUED` with its `id`,
+    /// `UNCHANGED` when that spec is already published, or `FAILED` with
+    /// why it was refused. Workers then push each branch and open its pull
+    /// request, or update the open one; follow them with `changesets` or
+    /// `changeset(id:)`. `concurrency` (1–64) is accepted for older
+    /// clients; the workers set the pace.
     async fn publish_changesets(
         &self,
         ctx: &Context<'_>,
@@ -144,57 +154,18 @@ impl PublishMutation {
                 .ok_or_else(|| Error::Unauthenticated("sign in first".into()))
                 .gql()?,
         };
-        let concurrency = usize::try_from(concurrency)
-            .map_err(|_| {
-                Error::InvalidInput(format!(
-                    "concurrency must be between 1 and {MAX_PUBLISH_CONCURRENCY}"
-                ))
-            })
-            .gql()?;
+        if !(1..=MAX_PUBLISH_CONCURRENCY).contains(&usize::try_from(concurrency).unwrap_or(0)) {
+            return Err(Error::InvalidInput(format!(
+                "concurrency must be between 1 and {MAX_PUBLISH_CONCURRENCY}"
+            )))
+            .gql();
+        }
         let specs = changesets.into_iter().map(ChangesetSpec::from).collect();
         let reports = service
-            .publish_changesets(caller, user, specs, concurrency, None)
+            .enqueue_changesets(caller, user, specs)
             .await
             .gql()?;
         Ok(reports.into_iter().map(ChangesetResult::from).collect())
-    }
-}
-
-/// A recorded changeset: one head branch of a repository, and who owns it.
-#[derive(SimpleObject)]
-pub struct Changeset {
-    id: ID,
-    repository: String,
-    base_branch: String,
-    head_branch: String,
-    /// `pending`, `pushed`, `published` or `failed`.
-    state: String,
-    #[graphql(name = "pullRequestURL")]
-    pull_request_url: Option<String>,
-    /// The user it belongs to: the only one who may publish it.
-    owner: ID,
-    /// Set by a hand-over: the owner before it.
-    previous_owner: Option<ID>,
-    /// The site admin who handed it over (null with `handedOverAt` set: the
-    /// local operator, from the CLI).
-    handed_over_by: Option<ID>,
-    handed_over_at: Option<DateTime<Utc>>,
-}
-
-impl From<ChangesetRecord> for Changeset {
-    fn from(record: ChangesetRecord) -> Self {
-        Self {
-            id: ids::changeset_id(record.id),
-            repository: record.repository,
-            base_branch: record.base_branch,
-            head_branch: record.head_branch,
-            state: record.state.as_str().to_owned(),
-            pull_request_url: record.pr_url,
-            owner: ids::user_id(record.user_id),
-            previous_owner: record.previous_user_id.map(ids::user_id),
-            handed_over_by: record.handed_over_by.map(ids::user_id),
-            handed_over_at: record.handed_over_at,
-        }
     }
 }
 
@@ -221,6 +192,6 @@ impl ChangesetMutation {
             .hand_over_changeset(caller, &code_host, &repository, &head_branch, to)
             .await
             .gql()?;
-        Ok(record.into())
+        Ok(Changeset(service.changeset(caller, record.id).await.gql()?))
     }
 }

@@ -3,6 +3,7 @@
 use crate::codehost::CheckOptions;
 use async_graphql::{Context, ID, Object};
 
+use super::changesets::{self, Changeset, ChangesetConnection, ChangesetStatusValue};
 use super::error::{IntoGraphql, to_graphql};
 use super::ids::{self, NodeRef};
 use super::types::{
@@ -50,6 +51,41 @@ impl QueryRoot {
         };
         match found {
             Ok(node) => Ok(Some(node)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(other) => Err(to_graphql(other)),
+        }
+    }
+
+    /// Everyone's changesets, newest first (site admins only; users list
+    /// their own on `User.changesets`).
+    async fn changesets(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<ChangesetStatusValue>,
+        #[graphql(name = "codeHostURL")] code_host_url: Option<String>,
+        #[graphql(default = 50)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ChangesetConnection> {
+        changesets::list(
+            ctx,
+            None,
+            status,
+            code_host_url,
+            PageRequest { first, after },
+        )
+        .await
+    }
+
+    /// One changeset, if the caller may see it (its owner, site admins).
+    async fn changeset(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<Changeset>> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_changeset_id(&id).gql()?;
+        match service.changeset(caller, id).await {
+            Ok(view) => Ok(Some(Changeset(view))),
             Err(Error::NotFound(_)) => Ok(None),
             Err(other) => Err(to_graphql(other)),
         }

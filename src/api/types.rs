@@ -233,6 +233,26 @@ impl User {
         Ok(BatchChangesCodeHostConnection(page))
     }
 
+    /// The user's changesets, newest first (to themselves and site
+    /// admins).
+    async fn changesets(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<super::changesets::ChangesetStatusValue>,
+        #[graphql(name = "codeHostURL")] code_host_url: Option<String>,
+        #[graphql(default = 50)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::changesets::ChangesetConnection> {
+        super::changesets::list(
+            ctx,
+            Some(self.0.id),
+            status,
+            code_host_url,
+            PageRequest { first, after },
+        )
+        .await
+    }
+
     /// The user's API access tokens (to themselves and site admins); the
     /// tokens themselves are never shown again after creation.
     async fn access_tokens(

@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use batchcred::app::{DrainSettings, Server};
 use batchcred::config::{ConfigFile, ServerConfig, StoreConfig};
 use batchcred::publish::Backoff;
-use batchcred::service::{BackoffPolicy, PublishSettings, SignInLimits, default_max_concurrent};
+use batchcred::service::{
+    BackoffPolicy, PublishSettings, QueueSettings, SignInLimits, default_max_concurrent,
+};
 
 /// Sessions last this long unless configured otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -81,6 +83,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BATCHCRED_MAX_PATCH_KIB", value_parser = clap::value_parser!(u64).range(1..))]
     max_patch_kib: Option<u64>,
 
+    /// Changeset job workers (publish, close, reopen, sync) this server
+    /// runs; 0 runs none, leaving the queue to other replicas [default: 8].
+    #[arg(long, env = "BATCHCRED_WORKERS")]
+    workers: Option<u64>,
     /// Password checks (Argon2, ~19 MiB each) that may run at once; beyond
     /// it sign-in answers 503 at once [default: the number of cores].
     #[arg(long, env = "BATCHCRED_MAX_CONCURRENT_SIGN_INS")]
@@ -236,6 +242,15 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
             max_git_jobs_per_user: git_jobs_per_user,
             max_changesets_per_request: changesets_per_request,
             max_patch_bytes: patch_bytes,
+            queue: QueueSettings {
+                workers: args
+                    .workers
+                    .or(file.workers)
+                    .map_or(defaults.queue.workers, |n| {
+                        usize::try_from(n).unwrap_or(usize::MAX)
+                    }),
+                ..defaults.queue
+            },
         },
         sign_in: SignInLimits {
             max_concurrent: sign_ins.unwrap_or_else(default_max_concurrent).max(1),

@@ -35,6 +35,7 @@ pub struct ConfigFile {
     pub max_git_jobs_per_user: Option<u64>,
     pub max_changesets_per_request: Option<u64>,
     pub max_patch_kib: Option<u64>,
+    pub workers: Option<u64>,
     pub max_concurrent_sign_ins: Option<usize>,
     pub sign_in_free_attempts: Option<u32>,
     pub trusted_proxies: Option<Vec<String>>,

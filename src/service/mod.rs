@@ -4,6 +4,8 @@
 
 mod access_tokens;
 mod accounts;
+mod changeset_jobs;
+mod changeset_list;
 mod changesets;
 mod checks;
 mod code_hosts;
@@ -18,6 +20,8 @@ mod sign_in_guard;
 
 pub use access_tokens::CreatedAccessToken;
 pub use accounts::SessionToken;
+pub use changeset_jobs::QueueSettings;
+pub use changeset_list::{ChangesetQuery, ChangesetStatus, ChangesetView};
 pub use checks::RecheckReport;
 pub use code_hosts::{AddCodeHost, CodeHostView, PolicyRequest, PolicyView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
@@ -177,6 +181,8 @@ pub struct Service {
     /// Bounds git work on the whole server and per user, shared by all
     /// publishes.
     git_jobs: crate::publish::GitJobs,
+    /// Wakes this process's idle job workers when it queues a job.
+    job_signal: Arc<tokio::sync::Notify>,
     /// Bounds password checks and throttles sign-in per client address.
     sign_in_guard: Arc<sign_in_guard::SignInGuard>,
 }
@@ -201,6 +207,7 @@ impl Service {
             ),
             settings: Arc::new(settings),
             sign_in_guard,
+            job_signal: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

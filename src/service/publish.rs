@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::changeset_jobs::QueueSettings;
 use super::{Error, ResolvedCredential, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{self, CodeHostApi, PullRequestDraft};
 use crate::domain::{ChangesetId, CodeHostKind, CodeHostUrl, GitUrlType, UserId};
 use crate::publish::git::{self, Change, GitAuth, PushError, PushRequest};
 use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, default_git_jobs, remote};
-use crate::store::{ChangesetRecord, ChangesetState, CodeHostRecord};
+use crate::store::{ChangesetRecord, ChangesetState, CodeHostRecord, JobState};
 
 /// The most changesets published at once that a caller may ask for; the
 /// git work itself is further bounded by [`PublishSettings::max_git_jobs`]
@@ -37,6 +38,8 @@ pub struct PublishSettings {
     pub max_changesets_per_request: usize,
     /// The largest diff accepted, in bytes.
     pub max_patch_bytes: usize,
+    /// How the job queue runs.
+    pub queue: QueueSettings,
 }
 
 impl Default for PublishSettings {
@@ -48,6 +51,7 @@ impl Default for PublishSettings {
             max_git_jobs_per_user: 4,
             max_changesets_per_request: 1000,
             max_patch_bytes: 10 * 1024 * 1024,
+            queue: QueueSettings::default(),
         }
     }
 }
@@ -61,6 +65,8 @@ pub enum PublishResult {
     Updated,
     /// The same spec was already published: nothing to do.
     Unchanged,
+    /// Recorded and queued: a worker publishes it.
+    Queued,
 }
 
 impl PublishResult {
@@ -69,6 +75,7 @@ impl PublishResult {
             Self::Opened => "opened",
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
+            Self::Queued => "queued",
         }
     }
 }
@@ -193,6 +200,65 @@ fn another_users_changeset(spec: &ChangesetSpec) -> Error {
     ))
 }
 
+/// What [`Service::prepare_publish`] settled.
+pub(super) enum Preparation {
+    /// The same spec is already published.
+    Unchanged(PublishedChangeset),
+    Ready(Prepared),
+}
+
+pub(super) struct Prepared {
+    pub host: CodeHostRecord,
+    /// The spec's fingerprint ([`ChangesetSpec::fingerprint`]).
+    pub fingerprint: String,
+    pub credential: ResolvedCredential,
+}
+
+/// A changeset as first recorded, before any work on it.
+pub(super) fn new_changeset_record(
+    user: UserId,
+    host: &CodeHostRecord,
+    spec: &ChangesetSpec,
+    fingerprint: String,
+    now: chrono::DateTime<Utc>,
+) -> ChangesetRecord {
+    ChangesetRecord {
+        id: ChangesetId::new(),
+        user_id: user,
+        code_host_id: host.id,
+        repository: spec.repository.clone(),
+        base_branch: spec.base_branch.clone(),
+        head_branch: spec.head_branch.clone(),
+        spec_hash: fingerprint,
+        state: ChangesetState::Pending,
+        credential_id: None,
+        credential_source: None,
+        pushed_commit: None,
+        pushing_commit: None,
+        pr_number: None,
+        pr_url: None,
+        error: None,
+        attempts: 1,
+        created_at: now,
+        updated_at: now,
+        previous_user_id: None,
+        handed_over_by: None,
+        handed_over_at: None,
+        title: spec.title.clone(),
+        job_action: None,
+        job_state: JobState::Completed,
+        job_attempts: 0,
+        job_version: 0,
+        process_after: now,
+        delete_branch_on_close: false,
+        external_state: None,
+        review_state: None,
+        checks_state: None,
+        synced_at: None,
+        imported: false,
+    }
+}
+
 impl Service {
     /// Publishes one changeset as `user`, who must be the caller (or the
     /// caller the operator). Never pushes to the repository's default or
@@ -219,6 +285,52 @@ impl Service {
         user: UserId,
         spec: &ChangesetSpec,
     ) -> Result<PublishedChangeset> {
+        let prepared = match self.prepare_publish(caller, user, spec).await? {
+            Preparation::Unchanged(done) => return Ok(done),
+            Preparation::Ready(prepared) => prepared,
+        };
+        let Prepared {
+            host,
+            fingerprint,
+            credential,
+        } = prepared;
+        let now = Utc::now();
+        let mut record = self
+            .store
+            .begin_changeset(&new_changeset_record(user, &host, spec, fingerprint, now))
+            .await
+            .map_err(|error| match error {
+                // Someone else recorded it since the check above.
+                crate::store::Error::Conflict(_) => another_users_changeset(spec),
+                other => other.into(),
+            })?;
+        let outcome = self
+            .publish_steps(user, spec, &host, &credential, &mut record)
+            .await;
+        if let Err(error) = &outcome {
+            record.state = ChangesetState::Failed;
+            record.error = Some(error.to_string());
+            record.updated_at = Utc::now();
+            // The publish error is what the caller needs; a failure to
+            // record it is only logged.
+            if let Err(store_error) = self.store.update_changeset(&record).await {
+                tracing::error!(error = %store_error, "could not record a failed changeset");
+            }
+        }
+        outcome
+    }
+
+    /// Everything decided before a changeset is recorded: the caller may
+    /// publish as `user`, the spec is sound, the code host is configured,
+    /// the branch is not another user's, and `user` has a credential there
+    /// that they may use for the repository. An identical spec already
+    /// published comes back as [`Preparation::Unchanged`].
+    pub(super) async fn prepare_publish(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        spec: &ChangesetSpec,
+    ) -> Result<Preparation> {
         caller.require_publishing_as(user)?;
         validate(spec, &self.settings.publish)?;
         let resolved_commit = match &spec.change {
@@ -248,16 +360,22 @@ impl Service {
             return Err(another_users_changeset(spec));
         }
         if let Some(done) = existing.as_ref().filter(|c| {
-            c.state == ChangesetState::Published && c.spec_hash == fingerprint && c.user_id == user
+            c.state == ChangesetState::Published
+                && c.spec_hash == fingerprint
+                && c.user_id == user
+                && !matches!(
+                    c.job_state,
+                    JobState::Queued | JobState::Processing | JobState::Errored
+                )
         }) {
-            return Ok(PublishedChangeset {
+            return Ok(Preparation::Unchanged(PublishedChangeset {
                 id: done.id,
                 result: PublishResult::Unchanged,
                 commit: done.pushed_commit.clone(),
                 pull_request_number: done.pr_number,
                 pull_request_url: done.pr_url.clone(),
                 credential_source: done.credential_source.clone(),
-            });
+            }));
         }
         // The credential (and the global credential's policy) is settled
         // before anything is recorded, so a user who may not publish there
@@ -265,55 +383,14 @@ impl Service {
         let credential = self
             .resolve_credential(caller, user, &host.url, &spec.repository)
             .await?;
-        let now = Utc::now();
-        let mut record = self
-            .store
-            .begin_changeset(&ChangesetRecord {
-                id: ChangesetId::new(),
-                user_id: user,
-                code_host_id: host.id,
-                repository: spec.repository.clone(),
-                base_branch: spec.base_branch.clone(),
-                head_branch: spec.head_branch.clone(),
-                spec_hash: fingerprint,
-                state: ChangesetState::Pending,
-                credential_id: None,
-                credential_source: None,
-                pushed_commit: None,
-                pushing_commit: None,
-                pr_number: None,
-                pr_url: None,
-                error: None,
-                attempts: 1,
-                created_at: now,
-                updated_at: now,
-                previous_user_id: None,
-                handed_over_by: None,
-                handed_over_at: None,
-            })
-            .await
-            .map_err(|error| match error {
-                // Someone else recorded it since the check above.
-                crate::store::Error::Conflict(_) => another_users_changeset(spec),
-                other => other.into(),
-            })?;
-        let outcome = self
-            .publish_steps(user, spec, &host, &credential, &mut record)
-            .await;
-        if let Err(error) = &outcome {
-            record.state = ChangesetState::Failed;
-            record.error = Some(error.to_string());
-            record.updated_at = Utc::now();
-            // The publish error is what the caller needs; a failure to
-            // record it is only logged.
-            if let Err(store_error) = self.store.update_changeset(&record).await {
-                tracing::error!(error = %store_error, "could not record a failed changeset");
-            }
-        }
-        outcome
+        Ok(Preparation::Ready(Prepared {
+            host,
+            fingerprint,
+            credential,
+        }))
     }
 
-    async fn publish_steps(
+    pub(super) async fn publish_steps(
         &self,
         user: UserId,
         spec: &ChangesetSpec,
@@ -483,6 +560,19 @@ impl Service {
         })
     }
 
+    /// Refuses more changesets in one request than an API caller may send
+    /// (the CLI operator's spec files are not limited).
+    pub(super) fn check_request_size(&self, caller: &Caller, count: usize) -> Result<()> {
+        let most = self.settings.publish.max_changesets_per_request;
+        if count > most && caller.require_operator().is_err() {
+            return Err(invalid(format!(
+                "{count} changesets in one request; at most {most} are accepted \
+                 (use `batchcred publish` on the server for more)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Publishes many changesets, at most `concurrency` at a time. One
     /// failing does not stop the others; every outcome is reported, in
     /// the order given.
@@ -500,14 +590,7 @@ impl Service {
                 "concurrency must be between 1 and {MAX_PUBLISH_CONCURRENCY}"
             )));
         }
-        let most = self.settings.publish.max_changesets_per_request;
-        if specs.len() > most && caller.require_operator().is_err() {
-            return Err(invalid(format!(
-                "{} changesets in one request; at most {most} are accepted \
-                 (use `batchcred publish` on the server for more)",
-                specs.len()
-            )));
-        }
+        self.check_request_size(caller, specs.len())?;
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for (index, spec) in specs.into_iter().enumerate() {

@@ -44,6 +44,61 @@ impl std::str::FromStr for ChangesetState {
     }
 }
 
+/// What a changeset's job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    /// Push the branch and open or update the pull request.
+    Publish,
+    /// Close the pull request (and maybe delete the branch).
+    Close,
+    Reopen,
+    /// Read the pull request's state from the code host.
+    Sync,
+}
+
+/// Where a changeset's job is in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    /// A worker holds its lease.
+    Processing,
+    Completed,
+    /// Failed for now; queued again after its back-off.
+    Errored,
+    /// Given up: a permanent error, or too many attempts.
+    Failed,
+}
+
+macro_rules! text_enum {
+    ($type:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $type {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = ();
+
+            fn from_str(s: &str) -> std::result::Result<Self, ()> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(()),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(JobAction { Publish => "publish", Close => "close", Reopen => "reopen", Sync => "sync" });
+text_enum!(JobState {
+    Queued => "queued",
+    Processing => "processing",
+    Completed => "completed",
+    Errored => "errored",
+    Failed => "failed",
+});
+
 #[derive(Debug, Clone)]
 pub struct ChangesetRecord {
     pub id: ChangesetId,
@@ -73,6 +128,27 @@ pub struct ChangesetRecord {
     /// the local operator).
     pub handed_over_by: Option<UserId>,
     pub handed_over_at: Option<DateTime<Utc>>,
+    /// The pull request's title.
+    pub title: String,
+    /// The job last asked for (`None`: none ever was, as for a changeset
+    /// published with `--local`).
+    pub job_action: Option<JobAction>,
+    pub job_state: JobState,
+    /// Claims of the current job so far.
+    pub job_attempts: i64,
+    /// Bumped by every request for a job (see [`Store::complete_job`]).
+    pub job_version: i64,
+    /// The job is not claimed before this time.
+    pub process_after: DateTime<Utc>,
+    /// Whether closing also deletes the head branch.
+    pub delete_branch_on_close: bool,
+    /// What the code host last said of the pull request.
+    pub external_state: Option<String>,
+    pub review_state: Option<String>,
+    pub checks_state: Option<String>,
+    pub synced_at: Option<DateTime<Utc>>,
+    /// Tracked by number (imported), not published by batchcred.
+    pub imported: bool,
 }
 
 impl ChangesetRecord {
@@ -93,11 +169,14 @@ macro_rules! changeset_columns {
     () => {
         "id, user_id, code_host_id, repository, base_branch, head_branch, spec_hash, state, \
          credential_id, credential_source, pushed_commit, pr_number, pr_url, error, attempts, \
-         created_at, updated_at, previous_user_id, handed_over_by, handed_over_at, pushing_commit"
+         created_at, updated_at, previous_user_id, handed_over_by, handed_over_at, pushing_commit, \
+         title, job_action, job_state, job_attempts, job_version, process_after, \
+         delete_branch_on_close, external_state, review_state, checks_state, synced_at, imported"
     };
 }
+pub(super) use changeset_columns;
 
-fn changeset_from_row(row: &AnyRow) -> Result<ChangesetRecord> {
+pub(super) fn changeset_from_row(row: &AnyRow) -> Result<ChangesetRecord> {
     let text = |column: &str| -> Result<String> { Ok(row.try_get::<String, _>(column)?) };
     Ok(ChangesetRecord {
         id: parse_column("changesets.id", &text("id")?)?,
@@ -123,11 +202,29 @@ fn changeset_from_row(row: &AnyRow) -> Result<ChangesetRecord> {
         updated_at: from_millis(row.try_get("updated_at")?)?,
         previous_user_id: optional_id(row, "previous_user_id")?,
         handed_over_by: optional_id(row, "handed_over_by")?,
-        handed_over_at: row
-            .try_get::<Option<i64>, _>("handed_over_at")?
-            .map(from_millis)
+        handed_over_at: optional_time(row, "handed_over_at")?,
+        title: text("title")?,
+        job_action: row
+            .try_get::<Option<String>, _>("job_action")?
+            .map(|action| parse_column("changesets.job_action", &action))
             .transpose()?,
+        job_state: parse_column("changesets.job_state", &text("job_state")?)?,
+        job_attempts: row.try_get("job_attempts")?,
+        job_version: row.try_get("job_version")?,
+        process_after: from_millis(row.try_get("process_after")?)?,
+        delete_branch_on_close: row.try_get::<i64, _>("delete_branch_on_close")? != 0,
+        external_state: row.try_get("external_state")?,
+        review_state: row.try_get("review_state")?,
+        checks_state: row.try_get("checks_state")?,
+        synced_at: optional_time(row, "synced_at")?,
+        imported: row.try_get::<i64, _>("imported")? != 0,
     })
+}
+
+fn optional_time(row: &AnyRow, column: &'static str) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(from_millis)
+        .transpose()
 }
 
 fn optional_id(row: &AnyRow, column: &'static str) -> Result<Option<UserId>> {
@@ -169,19 +266,21 @@ impl Store {
     /// was, unless [`ChangesetRecord::claimable_by`] says it is up for the
     /// taking (the same rule, in SQL). Returns the stored row.
     pub async fn begin_changeset(&self, changeset: &ChangesetRecord) -> Result<ChangesetRecord> {
-        let written = sqlx::query(concat!(
-            "INSERT INTO changesets (",
-            changeset_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             NULL, NULL, NULL, NULL) \
+        let written = sqlx::query(
+            "INSERT INTO changesets (id, user_id, code_host_id, repository, base_branch, \
+             head_branch, spec_hash, state, credential_id, credential_source, pushed_commit, \
+             pr_number, pr_url, error, attempts, created_at, updated_at, title) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18) \
              ON CONFLICT (code_host_id, repository, head_branch) DO UPDATE SET \
              user_id = excluded.user_id, base_branch = excluded.base_branch, \
              spec_hash = excluded.spec_hash, state = excluded.state, error = NULL, \
+             title = excluded.title, \
              attempts = changesets.attempts + 1, updated_at = excluded.updated_at \
              WHERE changesets.user_id = excluded.user_id OR (changesets.state = 'failed' \
              AND changesets.pushed_commit IS NULL AND changesets.pushing_commit IS NULL \
-             AND changesets.pr_number IS NULL)"
-        ))
+             AND changesets.pr_number IS NULL)",
+        )
         .bind(changeset.id.to_string())
         .bind(changeset.user_id.to_string())
         .bind(changeset.code_host_id.to_string())
@@ -199,6 +298,7 @@ impl Store {
         .bind(changeset.attempts)
         .bind(to_millis(changeset.created_at))
         .bind(to_millis(changeset.updated_at))
+        .bind(&changeset.title)
         .execute(&self.pool)
         .await?;
         if written.rows_affected() == 0 {

@@ -6,6 +6,7 @@
 //! and each backend has its own migration set for the few DDL differences.
 
 mod access_tokens;
+mod changeset_jobs;
 mod changesets;
 mod code_hosts;
 mod credentials;
@@ -14,7 +15,10 @@ mod sign_in_failures;
 mod users;
 
 pub use access_tokens::{AccessTokenRecord, NewAccessToken};
-pub use changesets::{ChangesetRecord, ChangesetState};
+pub use changeset_jobs::{
+    ChangesetFilter, ClaimFilter, ClaimedJob, JobOutcome, PullRequestSnapshot,
+};
+pub use changesets::{ChangesetRecord, ChangesetState, JobAction, JobState};
 pub use code_hosts::{CodeHostRecord, CodeHostUpdate, NewCodeHost};
 pub use credentials::{CheckState, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate};
 pub use sessions::SessionRecord;

@@ -20,6 +20,7 @@ pub const RATE_LIMIT_WAITS: &str = "batchcred_rate_limit_waits_total";
 pub const RATE_LIMIT_WAIT_SECONDS: &str = "batchcred_rate_limit_wait_seconds_total";
 pub const CREDENTIAL_CHECKS: &str = "batchcred_credential_checks_total";
 pub const CHANGESET_PUBLISHES: &str = "batchcred_changeset_publishes_total";
+pub const CHANGESET_JOBS: &str = "batchcred_changeset_jobs_total";
 pub const RECHECK_RUNS: &str = "batchcred_recheck_runs_total";
 pub const DB_POOL_CONNECTIONS: &str = "batchcred_db_pool_connections";
 pub const DB_POOL_MAX_CONNECTIONS: &str = "batchcred_db_pool_max_connections";
@@ -96,6 +97,10 @@ fn describe() {
     );
     describe_counter!(CREDENTIAL_CHECKS, "Credential checks by result");
     describe_counter!(CHANGESET_PUBLISHES, "Changeset publishes by outcome");
+    describe_counter!(
+        CHANGESET_JOBS,
+        "Changeset jobs by action (publish, close, reopen, sync) and outcome (queued, completed, errored, failed, released, lease_lost)"
+    );
     describe_counter!(
         RECHECK_RUNS,
         "Background credential re-check rounds by outcome"
@@ -199,6 +204,11 @@ pub fn credential_check(result: &'static str) {
 /// One changeset publish: `opened`, `updated`, `unchanged` or `failed`.
 pub fn changeset_publish(outcome: &'static str) {
     counter!(CHANGESET_PUBLISHES, "outcome" => outcome).increment(1);
+}
+
+/// A changeset job queued or ended.
+pub fn changeset_job(action: &'static str, outcome: &'static str) {
+    counter!(CHANGESET_JOBS, "action" => action, "outcome" => outcome).increment(1);
 }
 
 /// One background re-check round.

@@ -5,9 +5,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use batchcred::app::Server;
+use batchcred::auth::Caller;
 use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
 use batchcred::crypto::Keyring;
-use batchcred::service::{PublishSettings, Service, SignInLimits};
+use batchcred::domain::ChangesetId;
+use batchcred::service::{PublishSettings, QueueSettings, Service, SignInLimits};
+use batchcred::store::{ChangesetRecord, JobState};
 
 use crate::support::codehost::Emulator;
 use secrecy::SecretString;
@@ -99,6 +102,11 @@ impl Default for AppOptions {
                     default_wait: Duration::from_secs(1),
                     ..batchcred::publish::Backoff::default()
                 },
+                queue: QueueSettings {
+                    poll_interval: Duration::from_millis(100),
+                    retry_base: Duration::from_millis(200),
+                    ..QueueSettings::default()
+                },
                 ..PublishSettings::default()
             },
             keyring_file: false,
@@ -107,6 +115,47 @@ impl Default for AppOptions {
             metrics: false,
             external_url: "http://batchcred.test".parse().expect("url"),
         }
+    }
+}
+
+/// The changeset a GraphQL `Changeset` ID names.
+pub fn changeset_id_from_graphql(id: &str) -> ChangesetId {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(id)
+        .expect("base64 ID");
+    let text = String::from_utf8(decoded).expect("UTF-8 ID");
+    let raw = text
+        .strip_prefix("Changeset:\"")
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("a Changeset ID");
+    raw.parse().expect("a changeset id")
+}
+
+/// Waits until the jobs of these changesets have ended (completed or
+/// failed), as the server's workers run them; panics after a minute.
+pub async fn wait_for_jobs(service: &Service, ids: &[ChangesetId]) -> Vec<ChangesetRecord> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let current = service
+            .changesets_by_ids(&Caller::Operator, ids)
+            .await
+            .expect("read changesets");
+        let ended = current
+            .iter()
+            .all(|c| matches!(c.job_state, JobState::Completed | JobState::Failed));
+        if ended && current.len() == ids.len() {
+            return current;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs did not end: {:?}",
+            current
+                .iter()
+                .map(|c| (c.head_branch.as_str(), c.job_state, c.error.as_deref()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod authorization;
+mod changeset_queue;
 mod cli;
 mod credentials;
 mod drain;

@@ -8,7 +8,7 @@ use batchcred::auth::Caller;
 use batchcred::publish::{ChangeSpec, ChangesetSpec};
 use batchcred::service::{CreateCredential, PublishResult};
 use batchcred::store::UserRecord;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::{
@@ -523,9 +523,11 @@ async fn publish_changesets_over_graphql() {
         )
         .await;
     let results = data["publishChangesets"].as_array().unwrap();
-    assert_eq!(results[0]["state"], "OPENED");
-    assert_eq!(results[0]["credentialSource"], "user");
+    // Recorded and queued at once; a worker publishes it.
+    assert_eq!(results[0]["state"], "QUEUED", "{data}");
+    let id = results[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(results[1]["state"], "FAILED");
+    assert_eq!(results[1]["id"], Value::Null);
     assert!(
         results[1]["error"]
             .as_str()
@@ -554,5 +556,38 @@ async fn publish_changesets_over_graphql() {
         )
         .await;
     assert!(error_code(&body).is_some(), "{body}");
+
+    let query = "query($id: ID!) { changeset(id: $id) { status jobState attempts error \
+                 pullRequestNumber pullRequestURL credentialSource title } }";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let changeset = loop {
+        let data = w
+            .app
+            .graphql_ok(&alice.auth, query, json!({ "id": id }))
+            .await;
+        if data["changeset"]["jobState"] == "completed" {
+            break data["changeset"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{data}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(changeset["status"], "OPEN", "{changeset}");
+    assert_eq!(changeset["credentialSource"], "user");
+    assert_eq!(changeset["title"], "Via the API");
+    assert_eq!(changeset["attempts"], 1);
+    assert_eq!(changeset["error"], Value::Null);
+    assert_eq!(
+        changeset["pullRequestNumber"],
+        w.emulator.pulls()[0].number,
+        "{changeset}"
+    );
+    assert!(changeset["pullRequestURL"].is_string(), "{changeset}");
     assert_eq!(w.emulator.pulls().len(), 1);
+    // Nobody else sees it.
+    let bob = w.app.sign_in_with_token("bob").await;
+    let data = w
+        .app
+        .graphql_ok(&bob.auth, query, json!({ "id": id }))
+        .await;
+    assert_eq!(data["changeset"], Value::Null);
 }

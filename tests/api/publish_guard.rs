@@ -632,7 +632,7 @@ async fn the_operator_hands_changesets_over_from_the_cli() {
 async fn site_admins_publish_only_as_themselves() {
     let w = world(Backend::Sqlite).await;
     let alice = w.app.sign_in_with_token("alice").await;
-    let mutation = "mutation($u: ID, $c: [ChangesetInput!]!) { publishChangesets(user: $u, changesets: $c) { state error } }";
+    let mutation = "mutation($u: ID, $c: [ChangesetInput!]!) { publishChangesets(user: $u, changesets: $c) { id state error } }";
     let input = json!([{ "codeHost": w.emulator.url("github"), "repository": "acme/api",
         "baseBranch": "main", "headBranch": "batch/for-alice", "title": "On her behalf", "diff": PATCH }]);
     let body = w
@@ -657,7 +657,17 @@ async fn site_admins_publish_only_as_themselves() {
         .app
         .graphql_ok(&alice.auth, mutation, json!({ "u": alice.id, "c": input }))
         .await;
-    assert_eq!(data["publishChangesets"][0]["state"], "OPENED", "{data}");
+    assert_eq!(data["publishChangesets"][0]["state"], "QUEUED", "{data}");
+    let id = data["publishChangesets"][0]["id"].as_str().unwrap();
+    let id = crate::helpers::changeset_id_from_graphql(id);
+    let done = crate::helpers::wait_for_jobs(&w.app.service, &[id]).await;
+    assert_eq!(
+        done[0].job_state,
+        batchcred::store::JobState::Completed,
+        "{:?}",
+        done[0].error
+    );
+    assert_eq!(w.emulator.pulls().len(), 1);
 }
 
 #[tokio::test]

@@ -1,0 +1,408 @@
+//! Changesets as durable jobs: publishing records each changeset with its
+//! spec and a queued job, and returns at once; workers on every replica
+//! claim jobs from the database, run them under a renewed lease, and
+//! record how they ended. Jobs never carry a secret: the credential is
+//! resolved when the job runs.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use super::publish::{Preparation, Prepared, PublishResult, PublishedChangeset};
+use super::{ChangesetReport, Error, Result, Service};
+use crate::auth::Caller;
+use crate::domain::{ChangesetId, UserId};
+use crate::publish::{ChangeSpec, ChangesetSpec};
+use crate::store::{
+    ChangesetRecord, ChangesetState, ClaimFilter, ClaimedJob, JobAction, JobOutcome,
+};
+
+/// How the job queue runs.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    /// Workers this process runs (0: none; another process does the work).
+    pub workers: usize,
+    /// How long a claim lasts unless renewed; a worker renews it every
+    /// third of it. A job whose worker died is claimed again after this.
+    pub lease: Duration,
+    /// How often an idle worker looks for jobs queued by other processes.
+    pub poll_interval: Duration,
+    /// The wait before the first retry of a failed attempt; doubled for
+    /// each further one, up to an hour.
+    pub retry_base: Duration,
+    /// Claims of one job before it is given up (crashed workers' included).
+    pub max_attempts: i64,
+    /// How long a worker that is told to stop lets its job run before
+    /// handing it back to the queue.
+    pub stop_grace: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            retry_base: Duration::from_secs(15),
+            max_attempts: 5,
+            stop_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The longest wait between two attempts of a job.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(3600);
+
+/// Whether an error may go away by itself (the code host was unreachable
+/// or busy, the server overloaded), so the job is tried again; any other
+/// needs someone to change something, and the job fails at once.
+fn is_transient(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::CodeHostUnavailable(_)
+            | Error::Overloaded { .. }
+            | Error::Throttled { .. }
+            | Error::Internal(_)
+    )
+}
+
+/// The wait before attempt `attempts + 1`: `base`, doubled per attempt.
+fn retry_wait(base: Duration, attempts: i64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    base.saturating_mul(2u32.saturating_pow(doublings))
+        .min(MAX_RETRY_WAIT)
+}
+
+impl Service {
+    /// Records each changeset with its spec and queues it for publishing,
+    /// after the same checks as publishing at once (the caller may publish
+    /// as `user`, the spec is sound, the branch is not another user's, a
+    /// credential exists that `user` may use there). Returns at once, in
+    /// the order given: each changeset's id and [`PublishResult::Queued`],
+    /// [`PublishResult::Unchanged`] when that spec is already published,
+    /// or why it was refused. Commit changes read a repository on this
+    /// machine, where another replica's worker could not: they are only
+    /// published at once (`batchcred publish --local`).
+    pub async fn enqueue_changesets(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        specs: Vec<ChangesetSpec>,
+    ) -> Result<Vec<ChangesetReport>> {
+        caller.require_publishing_as(user)?;
+        self.check_request_size(caller, specs.len())?;
+        let mut reports = Vec::with_capacity(specs.len());
+        for (index, spec) in specs.into_iter().enumerate() {
+            let outcome = self.enqueue_changeset(caller, user, &spec).await;
+            reports.push(ChangesetReport {
+                index,
+                repository: spec.repository,
+                head_branch: spec.head_branch,
+                outcome,
+            });
+        }
+        self.job_signal.notify_waiters();
+        Ok(reports)
+    }
+
+    async fn enqueue_changeset(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        spec: &ChangesetSpec,
+    ) -> Result<PublishedChangeset> {
+        if matches!(spec.change, ChangeSpec::Commit { .. }) {
+            return Err(Error::InvalidInput(
+                "a commit change reads a repository on this machine's disk: publish it with \
+                 `batchcred publish --local`, or send a diff"
+                    .into(),
+            ));
+        }
+        let Prepared {
+            host, fingerprint, ..
+        } = match self.prepare_publish(caller, user, spec).await? {
+            Preparation::Unchanged(done) => return Ok(done),
+            Preparation::Ready(prepared) => prepared,
+        };
+        let spec_json = serde_json::to_string(spec)
+            .map_err(|e| Error::Internal(format!("cannot store the spec: {e}")))?;
+        let record =
+            super::publish::new_changeset_record(user, &host, spec, fingerprint, Utc::now());
+        let stored = self
+            .store
+            .enqueue_publish(&record, &spec_json)
+            .await
+            .map_err(|error| match error {
+                crate::store::Error::Conflict(_) => Error::Conflict(format!(
+                    "{}:{} is another user's changeset; a site admin can hand it over to you",
+                    spec.repository, spec.head_branch
+                )),
+                other => other.into(),
+            })?;
+        crate::telemetry::metrics::changeset_job("publish", "queued");
+        Ok(PublishedChangeset {
+            id: stored.id,
+            result: PublishResult::Queued,
+            commit: stored.pushed_commit,
+            pull_request_number: stored.pr_number,
+            pull_request_url: stored.pr_url,
+            credential_source: stored.credential_source,
+        })
+    }
+
+    /// The changesets with these ids that the caller may see (their own;
+    /// every one for site admins), for following queued work.
+    pub async fn changesets_by_ids(
+        &self,
+        caller: &Caller,
+        ids: &[ChangesetId],
+    ) -> Result<Vec<ChangesetRecord>> {
+        caller.require_signed_in()?;
+        let found = self.store.changesets_by_ids(ids).await?;
+        Ok(found
+            .into_iter()
+            .filter(|c| caller.require_acting_for(c.user_id).is_ok())
+            .collect())
+    }
+
+    /// Queues a failed (or waiting to be retried) changeset job again at
+    /// once, attempts reset. Only its owner may.
+    pub async fn retry_changeset(
+        &self,
+        caller: &Caller,
+        id: ChangesetId,
+    ) -> Result<ChangesetRecord> {
+        let changeset = self.visible_changeset(caller, id).await?;
+        caller.require_publishing_as(changeset.user_id)?;
+        if !self.store.retry_job(id, Utc::now()).await? {
+            return Err(Error::Conflict(format!(
+                "{}:{} has no failed job to retry (its job is {})",
+                changeset.repository,
+                changeset.head_branch,
+                changeset.job_state.as_str()
+            )));
+        }
+        self.job_signal.notify_waiters();
+        Ok(self.store.find_changeset_by_id(id).await?)
+    }
+
+    /// A changeset the caller may see: its owner, or a site admin.
+    /// Anyone else is told it does not exist.
+    pub(super) async fn visible_changeset(
+        &self,
+        caller: &Caller,
+        id: ChangesetId,
+    ) -> Result<ChangesetRecord> {
+        caller.require_signed_in()?;
+        let changeset = match self.store.find_changeset_by_id(id).await {
+            Err(crate::store::Error::NotFound) => None,
+            other => Some(other?),
+        };
+        changeset
+            .filter(|c| caller.require_acting_for(c.user_id).is_ok())
+            .ok_or_else(|| Error::NotFound("no such changeset".into()))
+    }
+
+    pub fn queue_settings(&self) -> QueueSettings {
+        self.settings.publish.queue
+    }
+
+    /// Claims the next job this process's workers may run, if any is due.
+    pub async fn claim_job(&self, filter: ClaimFilter) -> Result<Option<ClaimedJob>> {
+        Ok(self
+            .store
+            .claim_job(filter, Utc::now(), self.settings.publish.queue.lease)
+            .await?)
+    }
+
+    /// Waits until a job may have been queued by this process, or `wait`
+    /// passed (other processes' jobs are found by polling).
+    pub async fn wait_for_jobs(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.job_signal.notified()).await;
+    }
+
+    /// Runs a claimed job to its end, renewing its lease meanwhile, and
+    /// records the outcome. Gives the job up (nothing recorded: the next
+    /// claim redoes it, safely) if the lease is lost; hands it back to the
+    /// queue if `stop` turns true and the job does not end within the
+    /// stop grace. Dropping the job's work kills the git processes it
+    /// started.
+    pub async fn run_job(&self, job: ClaimedJob, mut stop: watch::Receiver<bool>) {
+        let queue = self.settings.publish.queue;
+        let span = tracing::info_span!(
+            "job",
+            changeset = %job.changeset.id,
+            action = job.changeset.job_action.map_or("none", |a| a.as_str()),
+            attempt = job.changeset.job_attempts,
+        );
+        let work = tracing::Instrument::instrument(self.execute_job(&job), span);
+        let stopping = async {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(queue.stop_grace).await;
+        };
+        let action = job.changeset.job_action.map_or("none", |a| a.as_str());
+        tokio::select! {
+            outcome = work => {
+                let outcome = self.job_outcome(&job, outcome).await;
+                crate::telemetry::metrics::changeset_job(action, match outcome {
+                    JobOutcome::Completed => "completed",
+                    JobOutcome::Errored { .. } => "errored",
+                    JobOutcome::Failed { .. } => "failed",
+                });
+                match self.store.finish_job(&job, &outcome, Utc::now()).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(changeset = %job.changeset.id, "the job's lease was lost before it ended; its outcome is not recorded"),
+                    Err(error) => tracing::error!(changeset = %job.changeset.id, %error, "could not record the job's outcome; it is claimed again after its lease"),
+                }
+            }
+            () = self.hold_lease(&job) => {
+                crate::telemetry::metrics::changeset_job(action, "lease_lost");
+                tracing::warn!(changeset = %job.changeset.id, "lost the job's lease (another worker took it); stopped working on it");
+            }
+            () = stopping => {
+                crate::telemetry::metrics::changeset_job(action, "released");
+                tracing::info!(changeset = %job.changeset.id, "stopping: handing the job back to the queue");
+                if let Err(error) = self.store.release_job(&job, Utc::now()).await {
+                    tracing::warn!(%error, "could not hand the job back; it is claimed again after its lease");
+                }
+            }
+        }
+    }
+
+    /// Renews the job's lease every third of it; returns when it is lost
+    /// (or cannot be renewed before it lapses).
+    async fn hold_lease(&self, job: &ClaimedJob) {
+        let lease = self.settings.publish.queue.lease;
+        let mut lapses_at = tokio::time::Instant::now() + lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let until = Utc::now() + lease;
+            match self
+                .store
+                .renew_lease(job.changeset.id, &job.lease, until)
+                .await
+            {
+                Ok(true) => lapses_at = tokio::time::Instant::now() + lease,
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "could not renew a job's lease");
+                    if tokio::time::Instant::now() + lease / 3 >= lapses_at {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a finished attempt means for the queue: done, retried after a
+    /// back-off (transient errors, while attempts remain), or failed.
+    async fn job_outcome(&self, job: &ClaimedJob, outcome: Result<()>) -> JobOutcome {
+        let queue = self.settings.publish.queue;
+        let error = match outcome {
+            Ok(()) => return JobOutcome::Completed,
+            Err(error) => error,
+        };
+        let attempts = job.changeset.job_attempts;
+        let outcome = if is_transient(&error) && attempts < queue.max_attempts {
+            let wait = error
+                .retry_after()
+                .unwrap_or_default()
+                .max(retry_wait(queue.retry_base, attempts));
+            JobOutcome::Errored {
+                error: format!("attempt {attempts} of {}: {error}", queue.max_attempts),
+                retry_at: Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1)),
+            }
+        } else {
+            if job.changeset.job_action == Some(JobAction::Publish) {
+                self.mark_publish_failed(job.changeset.id, &error).await;
+            }
+            let error = if is_transient(&error) {
+                format!("gave up after {attempts} attempts: {error}")
+            } else {
+                error.to_string()
+            };
+            JobOutcome::Failed { error }
+        };
+        outcome
+    }
+
+    /// Records a publish that failed for good as failed (and so claimable
+    /// by others, if it never pushed anything).
+    async fn mark_publish_failed(&self, id: ChangesetId, error: &Error) {
+        let recorded = async {
+            let mut record = self.store.find_changeset_by_id(id).await?;
+            record.state = ChangesetState::Failed;
+            record.error = Some(error.to_string());
+            record.updated_at = Utc::now();
+            self.store.update_changeset(&record).await
+        };
+        if let Err(store_error) = recorded.await {
+            tracing::error!(error = %store_error, "could not record a failed changeset");
+        }
+    }
+
+    async fn execute_job(&self, job: &ClaimedJob) -> Result<()> {
+        match job.changeset.job_action {
+            Some(JobAction::Publish) => self.execute_publish(job).await,
+            Some(action) => Err(Error::Internal(format!(
+                "{} jobs are not supported yet",
+                action.as_str()
+            ))),
+            None => Err(Error::Internal("a queued changeset has no job".into())),
+        }
+    }
+
+    /// Publishes the spec recorded with the job, as its owner: their
+    /// credential (resolved now, with the global credential's policy as it
+    /// is now), else the global one.
+    async fn execute_publish(&self, job: &ClaimedJob) -> Result<()> {
+        let mut record = job.changeset.clone();
+        let spec_json = self.store.changeset_spec(record.id).await?;
+        let spec: ChangesetSpec = serde_json::from_str(&spec_json).map_err(|e| {
+            Error::Internal(format!("stored spec of {} is invalid: {e}", record.id))
+        })?;
+        let host = self.store.find_code_host(record.code_host_id).await?;
+        let credential = self
+            .resolve_credential(
+                &Caller::Operator,
+                record.user_id,
+                &host.url,
+                &spec.repository,
+            )
+            .await?;
+        let outcome = self
+            .publish_steps(record.user_id, &spec, &host, &credential, &mut record)
+            .await;
+        crate::telemetry::metrics::changeset_publish(match &outcome {
+            Ok(published) => published.result.as_str(),
+            Err(_) => "failed",
+        });
+        outcome.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_an_hour() {
+        let base = Duration::from_secs(15);
+        assert_eq!(retry_wait(base, 1), Duration::from_secs(15));
+        assert_eq!(retry_wait(base, 2), Duration::from_secs(30));
+        assert_eq!(retry_wait(base, 4), Duration::from_secs(120));
+        assert_eq!(retry_wait(base, 40), MAX_RETRY_WAIT);
+        assert_eq!(retry_wait(base, 0), base);
+    }
+
+    #[test]
+    fn only_errors_that_may_pass_by_themselves_are_retried() {
+        assert!(is_transient(&Error::CodeHostUnavailable("down".into())));
+        assert!(is_transient(&Error::Internal("db".into())));
+        assert!(!is_transient(&Error::PublishFailed("branch moved".into())));
+        assert!(!is_transient(&Error::NotFound("no credential".into())));
+        assert!(!is_transient(&Error::InvalidInput("bad diff".into())));
+    }
+}
