@@ -5,6 +5,7 @@
 mod access_tokens;
 mod accounts;
 mod changeset_jobs;
+mod changeset_lifecycle;
 mod changeset_list;
 mod changesets;
 mod checks;
@@ -140,6 +141,9 @@ impl From<codehost::Error> for Error {
     fn from(error: codehost::Error) -> Self {
         if error.is_token_problem() {
             Self::InvalidInput(error.to_string())
+        } else if matches!(error, codehost::Error::RepositoryNotFound { .. }) {
+            // Not the code host failing: trying again later gets the same.
+            Self::NotFound(error.to_string())
         } else {
             Self::CodeHostUnavailable(error.to_string())
         }

@@ -128,8 +128,11 @@ impl Store {
             .ok_or(Error::NotFound)
     }
 
-    /// Queues a close, reopen or sync job for a changeset (any job it had
-    /// waiting is replaced; one running finishes first). Returns the row.
+    /// Queues a close, reopen or sync job for a changeset, unless a
+    /// publish, close or reopen job of it has not ended (a waiting sync is
+    /// replaced; a running one finishes first, and the new job runs
+    /// after). Returns the row, or [`Error::NotFound`] when there is no
+    /// such changeset or it is busy.
     pub async fn enqueue_job(
         &self,
         id: ChangesetId,
@@ -142,7 +145,8 @@ impl Store {
              job_attempts = 0, job_version = job_version + 1, process_after = $3, \
              updated_at = $3, \
              job_state = CASE WHEN job_state = 'processing' THEN 'processing' ELSE 'queued' END \
-             WHERE id = $4 RETURNING ",
+             WHERE id = $4 AND NOT (job_state IN ('queued', 'processing', 'errored') \
+             AND job_action <> 'sync') RETURNING ",
             changeset_columns!()
         ))
         .bind(action.as_str())

@@ -12,6 +12,7 @@ mod access_tokens;
 mod admin;
 mod auth_pages;
 mod batch_changes;
+mod changesets;
 mod csrf;
 mod error;
 mod kinds;
@@ -82,6 +83,11 @@ pub fn router() -> Router<AppState> {
         .route(
             "/user/settings/security/sign-out-everywhere",
             post(security::sign_out_everywhere),
+        )
+        .route(changesets::PATH, get(changesets::show))
+        .route(
+            "/batch-changes/changesets/{id}/{action}",
+            post(changesets::act),
         )
         .route("/site-admin", get(admin::root))
         .route(

@@ -54,16 +54,16 @@ async fn metrics_are_served_on_their_own_listener_only() {
     let published = app
         .graphql(
             &admin.auth,
-            "mutation($c: [ChangesetInput!]!) { publishChangesets(changesets: $c) { state } }",
+            "mutation($c: [ChangesetInput!]!) { publishChangesets(changesets: $c) { id state } }",
             json!({ "c": [{ "codeHost": github, "repository": "acme/missing",
                 "baseBranch": "main", "headBranch": "batch/metrics", "title": "Metrics",
                 "diff": "--- a/README\n+++ b/README\n@@ -1 +1 @@\n-a\n+b\n" }] }),
         )
         .await;
-    assert_eq!(
-        published["data"]["publishChangesets"][0]["state"], "FAILED",
-        "{published}"
-    );
+    let queued = &published["data"]["publishChangesets"][0];
+    assert_eq!(queued["state"], "QUEUED", "{published}");
+    let id = crate::helpers::changeset_id_from_graphql(queued["id"].as_str().unwrap());
+    crate::helpers::wait_for_jobs(&app.service, &[id]).await;
     app.client.get(app.url("/healthz")).send().await.unwrap();
     let id = uuid::Uuid::new_v4().to_string();
     app.client

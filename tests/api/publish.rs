@@ -509,7 +509,7 @@ async fn publish_changesets_over_graphql() {
     let w = world(Backend::Sqlite).await;
     let alice = w.app.sign_in_with_token("alice").await;
     let mutation = "mutation($c: [ChangesetInput!]!) { publishChangesets(changesets: $c) { \
-                    repository headBranch state pullRequestNumber pullRequestURL credentialSource error errorCode } }";
+                    id repository headBranch state pullRequestNumber pullRequestURL credentialSource error errorCode } }";
     let input = |repo: &str, head: &str| {
         json!({ "codeHost": w.emulator.url("github"), "repository": repo, "baseBranch": "main",
                 "headBranch": head, "title": "Via the API", "diff": PATCH })
@@ -526,13 +526,21 @@ async fn publish_changesets_over_graphql() {
     // Recorded and queued at once; a worker publishes it.
     assert_eq!(results[0]["state"], "QUEUED", "{data}");
     let id = results[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(results[1]["state"], "FAILED");
-    assert_eq!(results[1]["id"], Value::Null);
+    // The code host is only asked by the worker: a missing repository
+    // fails its job, at once (trying again would find the same).
+    assert_eq!(results[1]["state"], "QUEUED");
+    let missing = crate::helpers::changeset_id_from_graphql(results[1]["id"].as_str().unwrap());
+    let failed = &crate::helpers::wait_for_jobs(&w.app.service, &[missing]).await[0];
+    assert_eq!(failed.job_state, batchcred::store::JobState::Failed);
+    assert_eq!(failed.job_attempts, 1);
     assert!(
-        results[1]["error"]
-            .as_str()
+        failed
+            .error
+            .as_deref()
             .unwrap()
-            .contains("acme/missing was not found")
+            .contains("acme/missing was not found"),
+        "{:?}",
+        failed.error
     );
 
     // The input has no way to name a repository on the server's disk.

@@ -29,3 +29,22 @@ for (const button of document.querySelectorAll("button[data-copy]")) {
     }
   });
 }
+
+// Changesets: while a job waits or runs, refresh the table every few
+// seconds (without JavaScript the page shows the state when loaded).
+const live = document.querySelector("main[data-live-refresh]");
+if (live) {
+  const refresh = async () => {
+    try {
+      const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      const next = new DOMParser().parseFromString(await response.text(), "text/html");
+      const table = next.getElementById("changesets-table");
+      if (table) document.getElementById("changesets-table").replaceWith(table);
+      if (next.querySelector("main[data-live-refresh]")) setTimeout(refresh, 3000);
+    } catch {
+      setTimeout(refresh, 10000);
+    }
+  };
+  setTimeout(refresh, 3000);
+}
