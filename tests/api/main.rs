@@ -6,6 +6,7 @@
 
 mod accounts;
 mod authorization;
+mod child_processes;
 mod cli;
 mod credentials;
 mod drain;
