@@ -123,7 +123,7 @@ impl Server {
             session_ttl: server_config.session_ttl,
             session_idle_timeout: server_config.session_idle_timeout,
             code_host_timeout: server_config.code_host_timeout,
-            publish: server_config.publish,
+            publish: server_config.publish.clone(),
             sign_in: server_config.sign_in,
         };
         let service = open_service(store_config, settings).await?;

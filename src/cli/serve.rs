@@ -153,6 +153,7 @@ fn drain_settings(args: &ServeArgs, file: &ConfigFile) -> DrainSettings {
 /// Merges flags and environment (already in `args`) over the file, over
 /// the defaults.
 fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
+    let rollout_windows = file.rollout_windows()?;
     let listen = args.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
     let external_url = match args.external_url.or(file.external_url) {
         Some(url) => url,
@@ -236,6 +237,7 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
             max_git_jobs_per_user: git_jobs_per_user,
             max_changesets_per_request: changesets_per_request,
             max_patch_bytes: patch_bytes,
+            rollout_windows,
         },
         sign_in: SignInLimits {
             max_concurrent: sign_ins.unwrap_or_else(default_max_concurrent).max(1),

@@ -21,7 +21,7 @@ use crate::store::{ChangesetRecord, ChangesetState, CodeHostRecord};
 pub const MAX_PUBLISH_CONCURRENCY: usize = 64;
 
 /// How publishing treats the code hosts and the machine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PublishSettings {
     /// The least time between two pull requests opened on one GitHub code
     /// host (its secondary rate limits punish bursts).
@@ -37,6 +37,9 @@ pub struct PublishSettings {
     pub max_changesets_per_request: usize,
     /// The largest diff accepted, in bytes.
     pub max_patch_bytes: usize,
+    /// When publishing may run and how fast (`rollout_windows` in the
+    /// configuration file); by default not set: never held back.
+    pub rollout_windows: crate::domain::RolloutWindows,
 }
 
 impl Default for PublishSettings {
@@ -48,6 +51,7 @@ impl Default for PublishSettings {
             max_git_jobs_per_user: 4,
             max_changesets_per_request: 1000,
             max_patch_bytes: 10 * 1024 * 1024,
+            rollout_windows: crate::domain::RolloutWindows::default(),
         }
     }
 }
