@@ -55,6 +55,27 @@ pub async fn open_service(
     Ok(Service::new(store, Arc::new(encryptor), settings)?)
 }
 
+/// Removes the git work directories that a batchcred killed mid-push left
+/// in the temporary folder, keeping those of processes still running.
+/// Called when `serve` and `publish` start; a failure is only logged.
+pub fn sweep_leftover_work_dirs() {
+    let root = std::env::temp_dir();
+    match crate::publish::git::sweep_work_dirs(&root) {
+        Ok(swept) if swept.removed > 0 => tracing::info!(
+            removed = swept.removed,
+            in_use = swept.in_use,
+            root = %root.display(),
+            "removed work directories left by an interrupted push"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(
+            %error,
+            root = %root.display(),
+            "could not look for leftover work directories"
+        ),
+    }
+}
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
@@ -104,10 +125,11 @@ impl Server {
             session_ttl: server_config.session_ttl,
             session_idle_timeout: server_config.session_idle_timeout,
             code_host_timeout: server_config.code_host_timeout,
-            publish: server_config.publish,
+            publish: server_config.publish.clone(),
             sign_in: server_config.sign_in,
         };
         let service = open_service(store_config, settings).await?;
+        sweep_leftover_work_dirs();
         // Finish key generation a crash may have interrupted.
         service.generate_missing_ssh_keys().await?;
         let cookies = CookieSettings {

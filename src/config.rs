@@ -13,7 +13,7 @@ use crate::crypto::{KeySource, Keyring};
 use crate::store::Backend;
 
 mod file;
-pub use file::ConfigFile;
+pub use file::{ConfigFile, RolloutWindowSetting};
 
 /// A database connection URL. It may carry a password, so it is only
 /// ever displayed with the password masked.

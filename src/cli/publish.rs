@@ -43,6 +43,7 @@ pub struct PublishArgs {
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 
 pub async fn run(service: &Service, args: PublishArgs) -> Result<()> {
+    batchcred::app::sweep_leftover_work_dirs();
     let spec = SpecFile::read(&args.spec)?;
     let user = service.user_by_username(&OPERATOR, &args.user).await?;
     let total = spec.changesets.len();

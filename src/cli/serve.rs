@@ -159,6 +159,7 @@ fn drain_settings(args: &ServeArgs, file: &ConfigFile) -> DrainSettings {
 /// Merges flags and environment (already in `args`) over the file, over
 /// the defaults.
 fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
+    let rollout_windows = file.rollout_windows()?;
     let listen = args.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
     let external_url = match args.external_url.or(file.external_url) {
         Some(url) => url,
@@ -251,6 +252,7 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
                     }),
                 ..defaults.queue
             },
+            rollout_windows,
         },
         sign_in: SignInLimits {
             max_concurrent: sign_ins.unwrap_or_else(default_max_concurrent).max(1),

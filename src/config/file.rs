@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{ConfigError, DatabaseUrl};
+use crate::domain::{RolloutWindow, RolloutWindows};
 
 /// Everything the file may set.
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +42,23 @@ pub struct ConfigFile {
     pub trusted_proxies: Option<Vec<String>>,
     pub drain_secs: Option<u64>,
     pub shutdown_timeout_secs: Option<u64>,
+    /// `[[rollout_windows]]` tables; see [`ConfigFile::rollout_windows`].
+    pub rollout_windows: Option<Vec<RolloutWindowSetting>>,
+}
+
+/// One `[[rollout_windows]]` table as written; checked by
+/// [`ConfigFile::rollout_windows`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutWindowSetting {
+    /// `unlimited`, `0` (also written as the number 0, as in Sourcegraph's
+    /// JSON), or `N/second|minute|hour`.
+    #[serde(deserialize_with = "text_or_integer")]
+    pub rate: String,
+    #[serde(default)]
+    pub days: Vec<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
 }
 
 impl ConfigFile {
@@ -59,6 +77,58 @@ impl ConfigFile {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|error| ConfigError(one_line(text, &error)))
     }
+}
+
+impl ConfigFile {
+    /// The rollout windows: none set (publishing never held back) unless
+    /// the file has `rollout_windows`. A bad window is one line naming the
+    /// key, the window's index and the field, e.g.
+    /// `rollout_windows[1].rate: "10/fortnight" is not a rate (…)`.
+    pub fn rollout_windows(&self) -> Result<RolloutWindows, ConfigError> {
+        let Some(settings) = &self.rollout_windows else {
+            return Ok(RolloutWindows::default());
+        };
+        settings
+            .iter()
+            .enumerate()
+            .map(|(index, window)| {
+                RolloutWindow::parse(
+                    &window.rate,
+                    &window.days,
+                    window.start.as_deref(),
+                    window.end.as_deref(),
+                )
+                .map_err(|error| {
+                    ConfigError(format!(
+                        "rollout_windows[{index}].{}: {}",
+                        error.field, error.message
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(RolloutWindows::new)
+    }
+}
+
+/// A string, or an integer taken as its decimal text.
+fn text_or_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a string such as \"10/hour\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
+            Ok(text.to_owned())
+        }
+        fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<String, E> {
+            Ok(number.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<String, E> {
+            Ok(number.to_string())
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 /// toml's messages quote the offending line on several lines; a CLI error
@@ -131,6 +201,67 @@ mod tests {
         assert!(wrong.ends_with("(line 2)"), "{wrong}");
         let database = message("database_url = \"mysql://x\"");
         assert!(database.contains("sqlite: or postgres://"), "{database}");
+    }
+
+    #[test]
+    fn rollout_windows_are_parsed_and_bad_ones_named_by_index() -> Result<(), ConfigError> {
+        assert!(!ConfigFile::parse("")?.rollout_windows()?.is_set());
+        let file = ConfigFile::parse(
+            r#"
+            [[rollout_windows]]
+            rate = "unlimited"
+
+            [[rollout_windows]]
+            rate = "3/minute"
+            days = ["mon", "Tuesday"]
+            start = "08:00"
+            end = "16:00"
+
+            [[rollout_windows]]
+            rate = 0
+            days = ["saturday"]
+            "#,
+        )?;
+        let windows = file.rollout_windows()?;
+        assert!(windows.is_set());
+        let saturday = chrono::DateTime::parse_from_rfc3339("2024-06-01T12:00:00Z")
+            .map_err(|e| ConfigError(e.to_string()))?
+            .to_utc();
+        assert!(matches!(
+            windows.rate_at(saturday),
+            crate::domain::Decision::Closed { opens_at: Some(_) }
+        ));
+
+        let message = |text: &str| match ConfigFile::parse(text).and_then(|f| f.rollout_windows()) {
+            Ok(_) => String::new(),
+            Err(ConfigError(message)) => message,
+        };
+        assert_eq!(
+            message(
+                "[[rollout_windows]]\nrate = \"unlimited\"\n[[rollout_windows]]\nrate = \"10/fortnight\"\n"
+            ),
+            "rollout_windows[1].rate: \"10/fortnight\" is not a rate (use unlimited, 0, or N/second|minute|hour)"
+        );
+        let day = message("[[rollout_windows]]\nrate = \"1/hour\"\ndays = [\"funday\"]\n");
+        assert!(
+            day.starts_with("rollout_windows[0].days[0]: \"funday\""),
+            "{day}"
+        );
+        let half = message("[[rollout_windows]]\nrate = \"1/hour\"\nstart = \"08:00\"\n");
+        assert!(
+            half.starts_with("rollout_windows[0].end: is missing"),
+            "{half}"
+        );
+        let unknown = message("[[rollout_windows]]\nrate = \"1/hour\"\nbegin = \"08:00\"\n");
+        assert!(unknown.contains("unknown field `begin`"), "{unknown}");
+        let missing = message("[[rollout_windows]]\ndays = [\"mon\"]\n");
+        assert!(missing.contains("missing field `rate`"), "{missing}");
+        let wrong_type = message("[[rollout_windows]]\nrate = true\n");
+        assert!(wrong_type.contains("10/hour"), "{wrong_type}");
+        for text in [day, half, unknown, missing, wrong_type] {
+            assert!(!text.contains('\n'), "{text}");
+        }
+        Ok(())
     }
 
     #[test]

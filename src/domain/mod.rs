@@ -6,6 +6,7 @@ mod code_host;
 mod ids;
 mod input;
 mod policy;
+mod rollout;
 
 pub use code_host::{CodeHostKind, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
 pub use ids::{AccessTokenId, ChangesetId, CodeHostId, CredentialId, UserId};
@@ -14,6 +15,7 @@ pub use policy::{
     GlobalCredentialPolicy, PolicyMode, PolicyRefusal, PolicyUsers, RepositoryPattern,
     parse_repository_patterns,
 };
+pub use rollout::{Decision, LOOKAHEAD_DAYS, Rate, RolloutWindow, RolloutWindows, WindowError};
 
 /// Why a value from outside was refused. The message is shown to the caller,
 /// so it must never echo a secret back.

@@ -22,7 +22,7 @@ use crate::store::{ChangesetRecord, ChangesetState, CodeHostRecord, JobState};
 pub const MAX_PUBLISH_CONCURRENCY: usize = 64;
 
 /// How publishing treats the code hosts and the machine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PublishSettings {
     /// The least time between two pull requests opened on one GitHub code
     /// host (its secondary rate limits punish bursts).
@@ -40,6 +40,9 @@ pub struct PublishSettings {
     pub max_patch_bytes: usize,
     /// How the job queue runs.
     pub queue: QueueSettings,
+    /// When publishing may run and how fast (`rollout_windows` in the
+    /// configuration file); by default not set: never held back.
+    pub rollout_windows: crate::domain::RolloutWindows,
 }
 
 impl Default for PublishSettings {
@@ -52,6 +55,7 @@ impl Default for PublishSettings {
             max_changesets_per_request: 1000,
             max_patch_bytes: 10 * 1024 * 1024,
             queue: QueueSettings::default(),
+            rollout_windows: crate::domain::RolloutWindows::default(),
         }
     }
 }

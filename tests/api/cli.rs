@@ -503,3 +503,31 @@ fn a_bad_configuration_file_is_one_clear_error() {
     assert!(stderr.contains("unknown field `lisen`"), "{stderr}");
     assert!(!dir.path().join("x").exists(), "nothing was created");
 }
+
+#[test]
+fn a_bad_rollout_window_stops_serve_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("batchcred.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\n\n\
+             [[rollout_windows]]\nrate = \"unlimited\"\n\n\
+             [[rollout_windows]]\nrate = \"10/fortnight\"\ndays = [\"sat\", \"sun\"]\n"
+        ),
+    )
+    .unwrap();
+    let output = bare_batchcred(&["--config", config.to_str().unwrap(), "serve"], "");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "rollout_windows[1].rate: \"10/fortnight\" is not a rate \
+             (use unlimited, 0, or N/second|minute|hour)"
+        ),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "serve started before refusing the setting");
+}

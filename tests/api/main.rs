@@ -7,6 +7,7 @@
 mod accounts;
 mod authorization;
 mod changeset_queue;
+mod child_processes;
 mod cli;
 mod credentials;
 mod drain;

@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::PushError;
+use super::group::ProcessGroup;
 
 /// Upper bound for any single git command; a stalled code host must not
 /// hold a publishing job forever.
@@ -181,7 +182,8 @@ pub(super) fn hardened_command(program: &str, home: &Path) -> Command {
 }
 
 /// Runs `command` with `stdin` as input, capturing stdout and stderr, and
-/// kills it if it outlives [`COMMAND_TIMEOUT`].
+/// kills it if it outlives [`COMMAND_TIMEOUT`]. It runs in a process group
+/// of its own, killed when it ends, so no process it started survives it.
 pub(super) async fn run_captured(
     mut command: Command,
     stdin: Option<&[u8]>,
@@ -199,9 +201,12 @@ pub(super) async fn run_captured(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .map_err(|error| PushError::Other(format!("could not run {program}: {error}")))?;
+    let could_not_run =
+        |error: std::io::Error| PushError::Other(format!("could not run {program}: {error}"));
+    // Whatever the command starts (git-remote-http, credential helpers,
+    // ssh) dies with it, and with batchcred: see `group`.
+    let group = ProcessGroup::start().map_err(could_not_run)?;
+    let mut child = group.spawn(&mut command).map_err(could_not_run)?;
     let input = child.stdin.take();
     let feed = async move {
         if let (Some(mut pipe), Some(bytes)) = (input, stdin) {
@@ -215,15 +220,17 @@ pub(super) async fn run_captured(
         let ((), output) = tokio::join!(feed, child.wait_with_output());
         output
     };
-    let output = tokio::time::timeout(COMMAND_TIMEOUT, run)
-        .await
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, run).await;
+    // Timed out or not, nothing the command started may go on running.
+    group.close().await;
+    let output = output
         .map_err(|_| {
             PushError::Unreachable(format!(
                 "{program} did not finish within {} seconds",
                 COMMAND_TIMEOUT.as_secs()
             ))
         })?
-        .map_err(|error| PushError::Other(format!("could not run {program}: {error}")))?;
+        .map_err(could_not_run)?;
     Ok(Finished {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -22,6 +22,10 @@ use super::command::shell_quote;
 /// How often the writer checks whether a helper is waiting on the pipe.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
+/// The longest a helper waits for batchcred to answer on the pipe; while
+/// batchcred runs it answers within [`POLL_INTERVAL`].
+const READER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A pipe serving one credential for as long as it lives. Dropping it stops
 /// the writer, so a git that never asked leaves nothing waiting.
 pub(super) struct CredentialPipe {
@@ -65,12 +69,22 @@ impl CredentialPipe {
     /// `erase` are ignored.
     pub fn helper(&self) -> (String, String) {
         let key = format!("credential.{}.helper", self.scope);
-        let value = format!(
-            "!f() {{ cat >/dev/null; if [ \"$1\" = get ]; then exec cat {}; fi; }}; f",
-            shell_quote(&self.path.to_string_lossy())
-        );
-        (key, value)
+        (key, helper_script(&self.path, READER_TIMEOUT))
     }
+}
+
+/// The helper's shell function. Its reader gives up after `timeout`:
+/// opening a FIFO blocks until a writer opens it, and should batchcred be
+/// gone the reader would otherwise wait forever, and git with it. The
+/// process group (see `group`) kills it sooner; this bound holds even if
+/// that fails. `--foreground` keeps `timeout` in git's process group,
+/// where the group kill reaches it.
+fn helper_script(path: &Path, timeout: Duration) -> String {
+    format!(
+        "!f() {{ cat >/dev/null; if [ \"$1\" = get ]; then exec timeout --foreground {} cat {}; fi; }}; f",
+        timeout.as_secs().max(1),
+        shell_quote(&path.to_string_lossy())
+    )
 }
 
 impl Drop for CredentialPipe {
@@ -140,5 +154,24 @@ mod tests {
         let metadata = std::fs::metadata(directory.path().join("credential.fifo")).unwrap();
         assert_eq!(metadata.len(), 0);
         drop(pipe);
+    }
+
+    #[tokio::test]
+    async fn the_helper_gives_up_when_nobody_answers() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("credential.fifo");
+        mkfifoat(CWD, &path, Mode::RUSR | Mode::WUSR).unwrap();
+        // No writer, as when batchcred was killed: the reader must not wait
+        // forever (this test would hang) and must print no credential.
+        let script = helper_script(&path, Duration::from_secs(1));
+        let get = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{} get", &script[1..]))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(!get.status.success());
+        assert!(get.stdout.is_empty());
     }
 }

@@ -2,16 +2,18 @@
 //! a token or over SSH with a key, without the secret ever appearing in a
 //! command line, an environment, a file or a log.
 //!
-//! Every push gets a private (0700) scratch directory, removed afterwards
-//! together with any helper process, whether the push worked or not.
+//! Every push gets a private (0700) work directory, removed afterwards
+//! together with every process the push started, whether the push worked
+//! or not, and even if batchcred is killed (see [`group`] and [`workdir`]).
 
 mod command;
 mod credential;
 mod error;
+mod group;
 mod ssh;
+mod workdir;
 
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
@@ -21,6 +23,8 @@ use command::GitCommand;
 use credential::CredentialPipe;
 pub use error::PushError;
 use ssh::SshAgent;
+use workdir::WorkDir;
+pub use workdir::{Swept, WORK_DIR_PREFIX, sweep_work_dirs};
 
 /// The credential a push authenticates with.
 #[derive(Debug)]
@@ -95,11 +99,11 @@ pub struct Pushed {
     pub commit: String,
 }
 
-/// Where pushes keep their scratch directories.
+/// Where pushes keep their work directories.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// Parent of each push's private directory; the system temporary
-    /// directory by default.
+    /// Parent of each push's private work directory; the system temporary
+    /// directory by default, which [`sweep_work_dirs`] cleans at start-up.
     pub scratch_root: PathBuf,
 }
 
@@ -153,7 +157,7 @@ async fn push_inner(
     transport.stop().await;
     // Explicit close so a failure to clean up is at least logged.
     if let Err(error) = scratch.close() {
-        tracing::warn!(%error, "could not remove a push's scratch directory");
+        tracing::warn!(%error, "could not remove a push's work directory");
     }
     match &result {
         Ok(pushed) => tracing::info!(commit = %pushed.commit, "pushed"),
@@ -179,7 +183,7 @@ pub async fn resolve_commit(repo: &Path, rev: &str) -> Result<String, PushError>
         .run()
         .await;
     if let Err(error) = home.close() {
-        tracing::warn!(%error, "could not remove a scratch directory");
+        tracing::warn!(%error, "could not remove a work directory");
     }
     let finished = finished?;
     if !finished.success {
@@ -192,14 +196,10 @@ pub async fn resolve_commit(repo: &Path, rev: &str) -> Result<String, PushError>
     Ok(finished.stdout.trim().to_owned())
 }
 
-/// A private (0700) scratch directory under `options.scratch_root`.
-fn private_scratch(options: &PushOptions) -> Result<tempfile::TempDir, PushError> {
-    tempfile::Builder::new()
-        .prefix("batchcred-push-")
-        // Private: it holds the credential pipe and the agent socket.
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(&options.scratch_root)
-        .map_err(|error| PushError::Other(format!("could not create a scratch directory: {error}")))
+/// A private (0700), locked work directory under `options.scratch_root`.
+fn private_scratch(options: &PushOptions) -> Result<WorkDir, PushError> {
+    WorkDir::create(&options.scratch_root)
+        .map_err(|error| PushError::Other(format!("could not create a work directory: {error}")))
 }
 
 /// Strings to remove from any message git prints.

@@ -11,6 +11,7 @@ use tokio::process::Child;
 
 use super::PushError;
 use super::command::{hardened_command, run_captured, shell_quote};
+use super::group::ProcessGroup;
 
 /// How long ssh-agent may take to create its socket.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +31,8 @@ pub(super) fn recorded_host_keys(known_hosts: &str) -> Option<String> {
 /// Killed on drop; call [`SshAgent::stop`] to also wait for it to exit.
 pub(super) struct SshAgent {
     agent: Child,
+    /// The agent's process group, killed when batchcred drops it or dies.
+    group: ProcessGroup,
     socket: PathBuf,
     public_key_file: PathBuf,
     known_hosts_file: PathBuf,
@@ -65,11 +68,14 @@ impl SshAgent {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let agent = command
-            .spawn()
-            .map_err(|error| PushError::Other(format!("could not run ssh-agent: {error}")))?;
+        let could_not_run =
+            |error: std::io::Error| PushError::Other(format!("could not run ssh-agent: {error}"));
+        // The agent dies with batchcred too (see `group`).
+        let group = ProcessGroup::start().map_err(could_not_run)?;
+        let agent = group.spawn(&mut command).map_err(could_not_run)?;
         let mut this = Self {
             agent,
+            group,
             socket,
             public_key_file,
             known_hosts_file,
@@ -146,6 +152,7 @@ impl SshAgent {
     /// Kills the agent and waits for it, so no process outlives the push.
     pub async fn stop(mut self) {
         let _ = self.agent.kill().await;
+        self.group.close().await;
     }
 }
 
