@@ -219,6 +219,9 @@ impl Server {
                 tracing::warn!(%error, "re-sealing credentials failed; the next start retries");
             }
         });
+        let sync = self.state.service.queue_settings().sync_interval.map(|interval| {
+            tokio::spawn(sync_changesets(self.state.service.clone(), interval))
+        });
         let recheck = self.recheck_interval.map(|interval| {
             tokio::spawn(recheck_credentials(self.state.service.clone(), interval))
         });
@@ -252,6 +255,9 @@ impl Server {
         if let Some(recheck) = recheck {
             recheck.abort();
         }
+        if let Some(sync) = sync {
+            sync.abort();
+        }
         result
     }
 }
@@ -279,6 +285,26 @@ async fn recheck_credentials(service: Service, interval: Duration) {
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "re-checking credentials failed"),
+        }
+    }
+}
+
+/// Queues a sync of every open pull request not synced within `interval`,
+/// once per `interval`; the workers then read each from its code host,
+/// paced like any job. One statement per round, so replicas doing it at
+/// once queue each changeset once.
+async fn sync_changesets(service: Service, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match service
+            .queue_stale_syncs(&crate::auth::Caller::Operator, interval)
+            .await
+        {
+            Ok(0) => {}
+            Ok(queued) => tracing::info!(queued, "queued syncs of open pull requests"),
+            Err(error) => tracing::warn!(%error, "queueing pull request syncs failed"),
         }
     }
 }

@@ -250,4 +250,75 @@ impl ChangesetActionsMutation {
         service.retry_changeset(caller, id).await.gql()?;
         Ok(Changeset(service.changeset(caller, id).await.gql()?))
     }
+
+    /// Queues closing the changeset's pull request (its owner only); with
+    /// `deleteBranch`, also deletes the head branch batchcred pushed.
+    async fn close_changeset(
+        &self,
+        ctx: &Context<'_>,
+        changeset: ID,
+        #[graphql(default)] delete_branch: bool,
+    ) -> async_graphql::Result<Changeset> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_changeset_id(&changeset).gql()?;
+        service
+            .close_changeset(caller, id, delete_branch)
+            .await
+            .gql()?;
+        Ok(Changeset(service.changeset(caller, id).await.gql()?))
+    }
+
+    /// Queues reopening the changeset's closed pull request (its owner
+    /// only).
+    async fn reopen_changeset(
+        &self,
+        ctx: &Context<'_>,
+        changeset: ID,
+    ) -> async_graphql::Result<Changeset> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_changeset_id(&changeset).gql()?;
+        service.reopen_changeset(caller, id).await.gql()?;
+        Ok(Changeset(service.changeset(caller, id).await.gql()?))
+    }
+
+    /// Queues reading the changeset's pull request state from its code
+    /// host now (its owner or a site admin).
+    async fn sync_changeset(
+        &self,
+        ctx: &Context<'_>,
+        changeset: ID,
+    ) -> async_graphql::Result<Changeset> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_changeset_id(&changeset).gql()?;
+        service.sync_changeset(caller, id).await.gql()?;
+        Ok(Changeset(service.changeset(caller, id).await.gql()?))
+    }
+
+    /// Tracks pull request `number` of `repository`, opened outside
+    /// batchcred, as the caller's changeset (read with their credential,
+    /// else the global one where its policy allows them).
+    async fn import_changeset(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "codeHostURL")] code_host_url: String,
+        repository: String,
+        number: i32,
+    ) -> async_graphql::Result<Changeset> {
+        let (service, caller) = context_parts(ctx)?;
+        let user = caller
+            .user()
+            .map(|u| u.id)
+            .ok_or_else(|| crate::service::Error::Unauthenticated("sign in first".into()))
+            .gql()?;
+        let number = u64::try_from(number)
+            .map_err(|_| {
+                crate::service::Error::InvalidInput("a pull request number is positive".into())
+            })
+            .gql()?;
+        let record = service
+            .import_changeset(caller, user, &code_host_url, &repository, number)
+            .await
+            .gql()?;
+        Ok(Changeset(service.changeset(caller, record.id).await.gql()?))
+    }
 }

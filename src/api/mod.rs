@@ -15,6 +15,7 @@ mod operation_metrics;
 mod publish;
 mod query;
 mod types;
+mod webhooks;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

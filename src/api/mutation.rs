@@ -24,6 +24,7 @@ pub struct MutationRoot(
     super::publish::PublishMutation,
     super::publish::ChangesetMutation,
     super::changesets::ChangesetActionsMutation,
+    super::webhooks::WebhookMutation,
 );
 
 /// Accounts, code hosts and credentials.

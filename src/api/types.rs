@@ -318,9 +318,10 @@ impl BatchChangesCodeHost {
         self.0.code_host.kind.requires_username()
     }
 
-    /// Always false: batchcred does not receive webhooks.
+    /// Whether a webhook secret is set up, so the code host can tell
+    /// batchcred when a pull request changes (`setUpCodeHostWebhook`).
     async fn has_webhooks(&self) -> bool {
-        false
+        self.0.has_webhook
     }
 
     /// Always false: commits are not signed by batchcred.

@@ -6,7 +6,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::service::Service;
-use crate::store::ClaimFilter;
 
 /// Starts `count` workers. When `stop` turns true they claim nothing
 /// more; a job running then gets the queue's stop grace to end before it
@@ -22,7 +21,7 @@ pub fn spawn_workers(service: &Service, count: usize, stop: watch::Receiver<bool
 async fn work(service: Service, mut stop: watch::Receiver<bool>) {
     let poll = service.queue_settings().poll_interval;
     while !*stop.borrow() {
-        match service.claim_job(ClaimFilter::Any).await {
+        match service.claim_job().await {
             Ok(Some(job)) => service.run_job(job, stop.clone()).await,
             Ok(None) => {
                 tokio::select! {

@@ -56,6 +56,16 @@ pub enum CodeHostsCommand {
         #[arg(long, value_delimiter = ',')]
         repositories: Vec<String>,
     },
+    /// Set up (or replace) the secret the code host signs its webhooks
+    /// with; prints it once, with the path to configure on the code host.
+    Webhook {
+        /// The code host's URL.
+        #[arg(long)]
+        url: String,
+        /// Remove the secret instead: webhooks are refused from then on.
+        #[arg(long)]
+        remove: bool,
+    },
     /// List code hosts.
     List,
     /// Remove a code host and every credential for it.
@@ -159,6 +169,19 @@ pub async fn run(service: &Service, command: CodeHostsCommand) -> Result<()> {
                 "global credential of {} may be used by: {}",
                 host.url,
                 policy.summary()
+            );
+        }
+        CodeHostsCommand::Webhook { url, remove: true } => {
+            service.remove_webhook(&OPERATOR, &url).await?;
+            println!("removed the webhook secret of {url}; its webhooks are refused from now on");
+        }
+        CodeHostsCommand::Webhook { url, remove: false } => {
+            let setup = service.set_up_webhook(&OPERATOR, &url).await?;
+            println!(
+                "webhook URL: <this server's external URL>{}\nsecret (shown once; \
+                 GitHub and Bitbucket Server sign with it, GitLab sends it as its token): {}",
+                setup.path,
+                secrecy::ExposeSecret::expose_secret(&setup.secret)
             );
         }
         CodeHostsCommand::List => {

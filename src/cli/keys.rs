@@ -118,6 +118,16 @@ async fn retire(local: &Local, key_id: &str) -> Result<()> {
              then retire it"
         );
     }
+    let webhooks = service.webhook_secrets_sealed_with(&OPERATOR, &key).await?;
+    if !webhooks.is_empty() {
+        for host in &webhooks {
+            eprintln!("  webhook secret of {host}");
+        }
+        bail!(
+            "key {key} still seals the webhook secrets above: run `batchcred keys reencrypt`, \
+             then retire it"
+        );
+    }
     keyring.without(&key)?.write_file(&path)?;
     println!("retired key {key} from {}", path.display());
     Ok(())
@@ -133,8 +143,9 @@ async fn reencrypt(local: &Local) -> Result<()> {
         })
         .await?;
     println!(
-        "re-encrypted {} credential(s); {} changed concurrently and were left as they are",
-        report.reencrypted, report.skipped
+        "re-encrypted {} credential(s) and {} webhook secret(s); {} changed concurrently \
+         and were left as they are",
+        report.reencrypted, report.webhook_secrets, report.skipped
     );
     if !report.mismatched.is_empty() {
         let ids: Vec<String> = report.mismatched.iter().map(ToString::to_string).collect();

@@ -149,6 +149,7 @@ pub async fn run(args: Args) -> Result<()> {
     let store = args.store.config(&mut file);
     let local = Local {
         instance_name: serve::default_instance_name(&file),
+        rollout_windows: file.rollout_windows()?,
         store,
     };
     match args.command {
@@ -176,6 +177,8 @@ struct Local {
     store: StoreConfig,
     /// Names the instance in the comments of SSH keys generated here.
     instance_name: String,
+    /// `batchcred publish` works on the queue within them, as servers do.
+    rollout_windows: batchcred::domain::RolloutWindows,
 }
 
 impl Local {
@@ -185,7 +188,10 @@ impl Local {
             session_ttl: serve::DEFAULT_SESSION_TTL,
             session_idle_timeout: None,
             code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
-            publish: batchcred::service::PublishSettings::default(),
+            publish: batchcred::service::PublishSettings {
+                rollout_windows: self.rollout_windows.clone(),
+                ..batchcred::service::PublishSettings::default()
+            },
             sign_in: batchcred::service::SignInLimits::default(),
         };
         Ok(batchcred::app::open_service(&self.store, settings).await?)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use batchcred::app::spawn_workers;
-use batchcred::domain::{ChangesetId, UserId};
+use batchcred::domain::{ChangesetId, Decision, UserId};
 use batchcred::publish::SpecFile;
 use batchcred::service::{ChangesetReport, OnReport, PublishResult, PublishedChangeset, Service};
 use batchcred::store::{ChangesetRecord, JobState};
@@ -119,6 +119,12 @@ async fn follow(
             .filter(|c| matches!(c.job_state, JobState::Completed | JobState::Failed))
             .count();
         progress.set_position((reports.len() - queued.len() + done) as u64);
+        if let Decision::Closed { opens_at } = service.rollout_decision() {
+            progress.set_message(match opens_at {
+                Some(at) => format!("outside the rollout windows; publishing resumes at {at}"),
+                None => "the rollout windows never open: nothing is published".to_owned(),
+            });
+        }
         if done == queued.len() {
             for report in reports.iter_mut() {
                 let Ok(published) = &report.outcome else {

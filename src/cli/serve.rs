@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// runs; 0 runs none, leaving the queue to other replicas [default: 8].
     #[arg(long, env = "BATCHCRED_WORKERS")]
     workers: Option<u64>,
+    /// Minutes between background syncs of open pull requests from their
+    /// code hosts, 0 to turn them off [default: 10].
+    #[arg(long, env = "BATCHCRED_SYNC_INTERVAL_MINS")]
+    sync_interval_mins: Option<u64>,
     /// Password checks (Argon2, ~19 MiB each) that may run at once; beyond
     /// it sign-in answers 503 at once [default: the number of cores].
     #[arg(long, env = "BATCHCRED_MAX_CONCURRENT_SIGN_INS")]
@@ -250,6 +254,11 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
                     .map_or(defaults.queue.workers, |n| {
                         usize::try_from(n).unwrap_or(usize::MAX)
                     }),
+                sync_interval: match args.sync_interval_mins.or(file.sync_interval_mins) {
+                    None => defaults.queue.sync_interval,
+                    Some(0) => None,
+                    Some(minutes) => Some(Duration::from_secs(minutes.saturating_mul(60))),
+                },
                 ..defaults.queue
             },
             rollout_windows,

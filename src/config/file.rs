@@ -37,6 +37,7 @@ pub struct ConfigFile {
     pub max_changesets_per_request: Option<u64>,
     pub max_patch_kib: Option<u64>,
     pub workers: Option<u64>,
+    pub sync_interval_mins: Option<u64>,
     pub max_concurrent_sign_ins: Option<usize>,
     pub sign_in_free_attempts: Option<u32>,
     pub trusted_proxies: Option<Vec<String>>,

@@ -8,6 +8,7 @@ mod metrics;
 mod observe;
 mod readiness;
 mod session;
+mod webhooks;
 
 pub(crate) use client_address::ClientAddress;
 pub use client_address::TrustedProxies;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readiness::readyz))
         .route("/.api/graphql", post(graphql::execute))
+        .route("/.api/webhooks/{code_host}", post(webhooks::receive))
         .route("/-/sign-in", post(session::sign_in))
         .route("/-/sign-out", post(session::sign_out))
         .route("/-/site-init", post(session::site_init))

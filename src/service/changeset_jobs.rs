@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::publish::{Preparation, Prepared, PublishResult, PublishedChangeset};
 use super::{ChangesetReport, Error, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{ChangesetId, UserId};
+use crate::domain::{ChangesetId, Decision, UserId};
 use crate::publish::{ChangeSpec, ChangesetSpec};
 use crate::store::{
     ChangesetRecord, ChangesetState, ClaimFilter, ClaimedJob, JobAction, JobOutcome,
@@ -36,6 +36,10 @@ pub struct QueueSettings {
     /// How long a worker that is told to stop lets its job run before
     /// handing it back to the queue.
     pub stop_grace: Duration,
+    /// How often open pull requests are synced from their code hosts
+    /// (`None`: never in the background; webhooks and "Sync now" still
+    /// do).
+    pub sync_interval: Option<Duration>,
 }
 
 impl Default for QueueSettings {
@@ -47,6 +51,7 @@ impl Default for QueueSettings {
             retry_base: Duration::from_secs(15),
             max_attempts: 5,
             stop_grace: Duration::from_secs(20),
+            sync_interval: Some(Duration::from_secs(10 * 60)),
         }
     }
 }
@@ -208,12 +213,37 @@ impl Service {
         self.settings.publish.queue
     }
 
-    /// Claims the next job this process's workers may run, if any is due.
-    pub async fn claim_job(&self, filter: ClaimFilter) -> Result<Option<ClaimedJob>> {
-        Ok(self
-            .store
-            .claim_job(filter, Utc::now(), self.settings.publish.queue.lease)
-            .await?)
+    /// What the rollout windows let publishing do now.
+    pub fn rollout_decision(&self) -> Decision {
+        self.settings.publish.rollout_windows.rate_at(Utc::now())
+    }
+
+    /// Claims the next due job this process's workers may run, if any.
+    /// Publish jobs wait while no rollout window is open, and inside a
+    /// rate-limited window take the pace's shared slot, so all replicas
+    /// together publish at the window's rate.
+    pub async fn claim_job(&self) -> Result<Option<ClaimedJob>> {
+        let now = Utc::now();
+        let lease = self.settings.publish.queue.lease;
+        let decision = self.settings.publish.rollout_windows.rate_at(now);
+        let filter = match decision {
+            Decision::Unlimited => ClaimFilter::Any,
+            Decision::Closed { .. } => ClaimFilter::NotPublishing,
+            Decision::Every(_) if self.store.rollout_slot_open(now).await? => ClaimFilter::Any,
+            Decision::Every(_) => ClaimFilter::NotPublishing,
+        };
+        let Some(job) = self.store.claim_job(filter, now, lease).await? else {
+            return Ok(None);
+        };
+        if let (Decision::Every(interval), Some(JobAction::Publish)) =
+            (decision, job.changeset.job_action)
+            && !self.store.take_rollout_slot(now, interval).await?
+        {
+            // Another replica took the slot first: not this one's turn.
+            self.store.release_job(&job, now).await?;
+            return Ok(None);
+        }
+        Ok(Some(job))
     }
 
     /// Waits until a job may have been queued by this process, or `wait`

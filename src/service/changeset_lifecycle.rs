@@ -7,8 +7,14 @@ use chrono::Utc;
 
 use super::{Error, Result, Service};
 use crate::auth::Caller;
-use crate::domain::ChangesetId;
-use crate::store::{ChangesetRecord, JobAction};
+use crate::codehost::{self, CodeHostApi, PullRequestState, PullRequestStatus};
+use crate::domain::{ChangesetId, CodeHostUrl, UserId};
+use crate::store::{
+    ChangesetRecord, ChangesetState, ClaimedJob, JobAction, JobState, PullRequestSnapshot,
+};
+
+/// How many stale changesets one background sync round queues at most.
+const SYNC_ROUND: i64 = 1000;
 
 /// Whether a changeset's pull request is open, as far as batchcred knows.
 fn has_open_pull_request(changeset: &ChangesetRecord) -> bool {
@@ -104,5 +110,216 @@ impl Service {
         crate::telemetry::metrics::changeset_job(action.as_str(), "queued");
         self.job_signal.notify_waiters();
         Ok(queued)
+    }
+
+    /// Queues a sync of every published changeset whose pull request is
+    /// open and was not synced within `interval` (the background sync;
+    /// replicas doing it at once queue each changeset once). Returns how
+    /// many were queued.
+    pub async fn queue_stale_syncs(
+        &self,
+        caller: &Caller,
+        interval: std::time::Duration,
+    ) -> Result<u64> {
+        caller.require_operator()?;
+        let now = Utc::now();
+        let stale_before =
+            now - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::days(1));
+        let queued = self
+            .store
+            .enqueue_stale_syncs(stale_before, now, SYNC_ROUND)
+            .await?;
+        if queued > 0 {
+            self.job_signal.notify_waiters();
+        }
+        Ok(queued)
+    }
+
+    /// Starts tracking pull request `number` of `repository` on the code
+    /// host at `code_host`, opened outside batchcred, as a changeset of
+    /// `user` (the caller, acting for themselves), read with their
+    /// credential (else the global one, where its policy lets them).
+    /// batchcred never pushes to an imported changeset's branch.
+    pub async fn import_changeset(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        code_host: &str,
+        repository: &str,
+        number: u64,
+    ) -> Result<ChangesetRecord> {
+        caller.require_publishing_as(user)?;
+        let host = self
+            .configured_code_host(&CodeHostUrl::parse(code_host)?)
+            .await?;
+        let credential = self
+            .resolve_credential(caller, user, &host.url, repository)
+            .await?;
+        let client = self.code_host_client(&host)?;
+        let backoff = self.settings.publish.backoff;
+        let status = backoff
+            .run(
+                || client.pull_request(&credential.secret.token, repository, number),
+                |_| {},
+            )
+            .await
+            .map_err(|error| match error {
+                codehost::Error::PullRequestNotFound { .. } => {
+                    Error::NotFound(error.to_string())
+                }
+                other => other.into(),
+            })?;
+        let now = Utc::now();
+        let record = ChangesetRecord {
+            id: ChangesetId::new(),
+            user_id: user,
+            code_host_id: host.id,
+            repository: repository.to_owned(),
+            base_branch: status.base_branch.clone(),
+            head_branch: status.head_branch.clone(),
+            spec_hash: String::new(),
+            state: ChangesetState::Published,
+            credential_id: Some(credential.credential_id),
+            credential_source: Some(credential.source.as_str().to_owned()),
+            pushed_commit: None,
+            pushing_commit: None,
+            pr_number: i64::try_from(status.number).ok(),
+            pr_url: Some(status.url.clone()),
+            error: None,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+            previous_user_id: None,
+            handed_over_by: None,
+            handed_over_at: None,
+            title: status.title.clone(),
+            job_action: None,
+            job_state: JobState::Completed,
+            job_attempts: 0,
+            job_version: 0,
+            process_after: now,
+            delete_branch_on_close: false,
+            external_state: Some(status.state.as_str().to_owned()),
+            review_state: status.review.map(|r| r.as_str().to_owned()),
+            checks_state: status.checks.map(|c| c.as_str().to_owned()),
+            synced_at: Some(now),
+            imported: true,
+        };
+        let imported = self
+            .store
+            .import_changeset(&record)
+            .await
+            .map_err(|error| match error {
+                crate::store::Error::Conflict(_) => Error::Conflict(format!(
+                    "{repository}:{} is already tracked by batchcred",
+                    status.head_branch
+                )),
+                other => other.into(),
+            })?;
+        tracing::info!(changeset = %imported.id, pull_request = %status.url, "pull request imported");
+        Ok(imported)
+    }
+
+    /// Runs a close, reopen or sync job: asks the code host with the
+    /// owner's credential (else the global one) and records what it
+    /// answers. A pull request gone from the code host is recorded as
+    /// deleted.
+    pub(super) async fn execute_pull_request_job(
+        &self,
+        job: &ClaimedJob,
+        action: JobAction,
+    ) -> Result<()> {
+        let changeset = &job.changeset;
+        let number = changeset
+            .pr_number
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| Error::Conflict("the changeset has no pull request".into()))?;
+        let host = self.store.find_code_host(changeset.code_host_id).await?;
+        let credential = self
+            .resolve_credential(
+                &Caller::Operator,
+                changeset.user_id,
+                &host.url,
+                &changeset.repository,
+            )
+            .await?;
+        let client = self.code_host_client(&host)?;
+        let (token, repository) = (&credential.secret.token, changeset.repository.as_str());
+        let backoff = self.settings.publish.backoff;
+        let answer = match action {
+            JobAction::Close => {
+                let closed = backoff
+                    .run(|| client.close_pull_request(token, repository, number), |_| {})
+                    .await;
+                if closed.is_ok() && changeset.delete_branch_on_close {
+                    backoff
+                        .run(
+                            || client.delete_branch(token, repository, &changeset.head_branch),
+                            |_| {},
+                        )
+                        .await?;
+                }
+                closed
+            }
+            JobAction::Reopen => {
+                backoff
+                    .run(|| client.reopen_pull_request(token, repository, number), |_| {})
+                    .await
+            }
+            JobAction::Sync => {
+                backoff
+                    .run(|| client.pull_request(token, repository, number), |_| {})
+                    .await
+            }
+            JobAction::Publish => {
+                return Err(Error::Internal("a publish job reached the wrong runner".into()));
+            }
+        };
+        let now = Utc::now();
+        match answer {
+            Ok(status) => {
+                self.store
+                    .record_pull_request_status(changeset.id, &snapshot(&status), now)
+                    .await?;
+                tracing::info!(state = status.state.as_str(), action = action.as_str(), "pull request state recorded");
+                Ok(())
+            }
+            Err(codehost::Error::PullRequestNotFound { .. }) => {
+                let gone = PullRequestSnapshot {
+                    state: "deleted",
+                    review: None,
+                    checks: None,
+                    title: None,
+                };
+                self.store
+                    .record_pull_request_status(changeset.id, &gone, now)
+                    .await?;
+                match action {
+                    JobAction::Sync => Ok(()),
+                    _ => Err(Error::NotFound(format!(
+                        "pull request #{number} of {repository} no longer exists"
+                    ))),
+                }
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+fn snapshot(status: &PullRequestStatus) -> PullRequestSnapshot<'_> {
+    PullRequestSnapshot {
+        state: status.state.as_str(),
+        review: status.review.map(|r| r.as_str()),
+        checks: status.checks.map(|c| c.as_str()),
+        title: Some(&status.title),
+    }
+}
+
+/// The state a published pull request starts in.
+pub(super) fn published_state(draft: bool) -> PullRequestState {
+    if draft {
+        PullRequestState::Draft
+    } else {
+        PullRequestState::Open
     }
 }

@@ -26,6 +26,8 @@ pub struct AddCodeHost {
 pub struct CodeHostView {
     pub code_host: CodeHostRecord,
     pub credential: Option<CredentialView>,
+    /// Whether a webhook secret is set up for it.
+    pub has_webhook: bool,
 }
 
 /// A global credential policy as a site admin gives it: users by name.
@@ -358,6 +360,7 @@ impl Service {
             .list_credentials_of(CredentialOwner::Site)
             .await?;
         let full_details = caller.may_see_site_credential_details();
+        let webhooks = self.store.code_hosts_with_webhooks().await?;
         Ok(hosts.map(|host| {
             let own = own.iter().find(|c| c.code_host_id == host.id);
             // A global credential the policy keeps from this user does not
@@ -373,6 +376,7 @@ impl Service {
                 (None, None) => None,
             };
             CodeHostView {
+                has_webhook: webhooks.contains(&host.id),
                 code_host: host,
                 credential,
             }
@@ -391,12 +395,14 @@ impl Service {
             .store
             .list_credentials_of(CredentialOwner::Site)
             .await?;
+        let webhooks = self.store.code_hosts_with_webhooks().await?;
         Ok(hosts.map(|host| {
             let credential = site
                 .iter()
                 .find(|c| c.code_host_id == host.id)
                 .map(|c| CredentialView::new(c, &host));
             CodeHostView {
+                has_webhook: webhooks.contains(&host.id),
                 code_host: host,
                 credential,
             }

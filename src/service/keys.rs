@@ -23,6 +23,8 @@ pub struct ReencryptReport {
     /// Rows that do not match their seal (changed outside batchcred): left
     /// as they are and flagged as needing attention.
     pub mismatched: Vec<CredentialId>,
+    /// Code host webhook secrets now sealed with the primary key.
+    pub webhook_secrets: usize,
 }
 
 /// Which keys seal how many credentials.
@@ -67,11 +69,13 @@ impl Service {
         caller.require_site_admin()?;
         self.encryptor.reload()?;
         let primary = self.encryptor.primary_key_id();
-        let report = self.reseal(Pending::NotUnder(&primary), progress).await?;
+        let mut report = self.reseal(Pending::NotUnder(&primary), progress).await?;
+        report.webhook_secrets = self.reseal_webhook_secrets().await?;
         tracing::info!(
             reencrypted = report.reencrypted,
             skipped = report.skipped,
             mismatched = report.mismatched.len(),
+            webhook_secrets = report.webhook_secrets,
             primary = %primary,
             "re-encryption finished"
         );
@@ -188,6 +192,27 @@ impl Service {
                 .collect(),
             credentials_by_key: self.store.count_credentials_by_key().await?,
         })
+    }
+
+    /// The code hosts whose webhook secret is still sealed with `key`.
+    pub async fn webhook_secrets_sealed_with(
+        &self,
+        caller: &Caller,
+        key: &KeyId,
+    ) -> Result<Vec<CodeHostUrl>> {
+        caller.require_site_admin()?;
+        let mut hosts = Vec::new();
+        for id in self.store.code_hosts_with_webhooks().await? {
+            let sealed_with_key = self
+                .store
+                .webhook_secret(id)
+                .await?
+                .is_some_and(|sealed| &sealed.key_id == key);
+            if sealed_with_key {
+                hosts.push(self.store.find_code_host(id).await?.url);
+            }
+        }
+        Ok(hosts)
     }
 
     /// Up to `limit` credentials still sealed with `key`, with their

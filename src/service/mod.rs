@@ -18,6 +18,7 @@ mod resolution;
 mod sessions;
 mod sign_in_backoff;
 mod sign_in_guard;
+mod webhooks;
 
 pub use access_tokens::CreatedAccessToken;
 pub use accounts::SessionToken;
@@ -36,6 +37,7 @@ pub use resolution::{CredentialSource, ResolvedCredential};
 pub use sign_in_backoff::{BackoffPolicy, retry_after_secs};
 pub use sign_in_guard::{SignInLimits, default_max_concurrent};
 pub use store::PoolStats;
+pub use webhooks::{WebhookReceipt, WebhookSetup};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -545,6 +545,11 @@ impl Service {
             )
             .await?;
         record.state = ChangesetState::Published;
+        record.external_state = Some(
+            super::changeset_lifecycle::published_state(spec.draft)
+                .as_str()
+                .to_owned(),
+        );
         record.pr_number = i64::try_from(pull.number).ok();
         record.pr_url = Some(pull.url.clone());
         record.updated_at = Utc::now();

@@ -228,6 +228,41 @@ impl Store {
         .transpose()
     }
 
+    /// Whether the shared rollout pace lets a changeset be published at
+    /// `now`.
+    pub async fn rollout_slot_open(&self, now: DateTime<Utc>) -> Result<bool> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT next_at FROM rollout_pace WHERE id = 'publish'")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(next.is_none_or(|next| next <= to_millis(now)))
+    }
+
+    /// Takes the rollout pace's slot at `now` and moves it `interval` on:
+    /// a compare-and-swap, so of replicas taking it at once one wins.
+    /// Returns whether this caller did.
+    pub async fn take_rollout_slot(
+        &self,
+        now: DateTime<Utc>,
+        interval: Duration,
+    ) -> Result<bool> {
+        sqlx::query(
+            "INSERT INTO rollout_pace (id, next_at) VALUES ('publish', 0) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .execute(&self.pool)
+        .await?;
+        let next = now + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::days(1));
+        let done = sqlx::query(
+            "UPDATE rollout_pace SET next_at = $1 WHERE id = 'publish' AND next_at <= $2",
+        )
+        .bind(to_millis(next))
+        .bind(to_millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Extends a held lease; `false` when the lease was lost (it lapsed
     /// and another worker took the job), and the worker must stop.
     pub async fn renew_lease(
@@ -366,6 +401,28 @@ impl Store {
             }
         }
         Ok(found)
+    }
+
+    /// The changeset tracking pull request `number` of a repository (its
+    /// name compared as code hosts do, ignoring case).
+    pub async fn find_changeset_by_pull_request(
+        &self,
+        code_host: CodeHostId,
+        repository: &str,
+        number: i64,
+    ) -> Result<Option<ChangesetRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            changeset_columns!(),
+            " FROM changesets WHERE code_host_id = $1 AND LOWER(repository) = LOWER($2) \
+             AND pr_number = $3"
+        ))
+        .bind(code_host.to_string())
+        .bind(repository)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(changeset_from_row).transpose()
     }
 
     /// One changeset by id.

@@ -366,8 +366,8 @@ impl Store {
     pub async fn update_changeset(&self, changeset: &ChangesetRecord) -> Result<()> {
         let done = sqlx::query(
             "UPDATE changesets SET state = $1, credential_id = $2, credential_source = $3, \
-             pushed_commit = $4, pr_number = $5, pr_url = $6, error = $7, updated_at = $8 \
-             WHERE id = $9",
+             pushed_commit = $4, pr_number = $5, pr_url = $6, error = $7, updated_at = $8, \
+             external_state = $9 WHERE id = $10",
         )
         .bind(changeset.state.as_str())
         .bind(changeset.credential_id.map(|id| id.to_string()))
@@ -377,6 +377,7 @@ impl Store {
         .bind(changeset.pr_url.as_deref())
         .bind(changeset.error.as_deref())
         .bind(to_millis(changeset.updated_at))
+        .bind(changeset.external_state.as_deref())
         .bind(changeset.id.to_string())
         .execute(&self.pool)
         .await?;
@@ -384,6 +385,47 @@ impl Store {
             return Err(Error::NotFound);
         }
         Ok(())
+    }
+
+    /// Records a pull request opened outside batchcred, to track it. A
+    /// branch already recorded is refused with [`Error::Conflict`].
+    pub async fn import_changeset(&self, changeset: &ChangesetRecord) -> Result<ChangesetRecord> {
+        sqlx::query(
+            "INSERT INTO changesets (id, user_id, code_host_id, repository, base_branch, \
+             head_branch, spec_hash, state, credential_id, credential_source, pr_number, pr_url, \
+             attempts, created_at, updated_at, title, external_state, review_state, \
+             checks_state, synced_at, imported) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
+             $16, $17, $18, $14, 1)",
+        )
+        .bind(changeset.id.to_string())
+        .bind(changeset.user_id.to_string())
+        .bind(changeset.code_host_id.to_string())
+        .bind(&changeset.repository)
+        .bind(&changeset.base_branch)
+        .bind(&changeset.head_branch)
+        .bind(&changeset.spec_hash)
+        .bind(changeset.state.as_str())
+        .bind(changeset.credential_id.map(|id| id.to_string()))
+        .bind(changeset.credential_source.as_deref())
+        .bind(changeset.pr_number)
+        .bind(changeset.pr_url.as_deref())
+        .bind(changeset.attempts)
+        .bind(to_millis(changeset.created_at))
+        .bind(&changeset.title)
+        .bind(changeset.external_state.as_deref())
+        .bind(changeset.review_state.as_deref())
+        .bind(changeset.checks_state.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| super::conflict_on_unique(e, "this branch is already tracked"))?;
+        self.find_changeset(
+            changeset.code_host_id,
+            &changeset.repository,
+            &changeset.head_branch,
+        )
+        .await?
+        .ok_or(Error::NotFound)
     }
 
     /// A user's changesets, newest first.

@@ -13,6 +13,7 @@ mod credentials;
 mod sessions;
 mod sign_in_failures;
 mod users;
+mod webhooks;
 
 pub use access_tokens::{AccessTokenRecord, NewAccessToken};
 pub use changeset_jobs::{

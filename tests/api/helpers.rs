@@ -105,6 +105,8 @@ impl Default for AppOptions {
                 queue: QueueSettings {
                     poll_interval: Duration::from_millis(100),
                     retry_base: Duration::from_millis(200),
+                    // Tests sync when they mean to.
+                    sync_interval: None,
                     ..QueueSettings::default()
                 },
                 ..PublishSettings::default()
@@ -314,8 +316,13 @@ impl TestApp {
     /// Another server on the same database and keyring, as a replica of
     /// this one (it leaves the database to this one to drop).
     pub async fn replica(&self) -> TestApp {
+        self.replica_with(AppOptions::default()).await
+    }
+
+    /// [`TestApp::replica`] started with `options`.
+    pub async fn replica_with(&self, options: AppOptions) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        start(self.store.clone(), data_dir, None, AppOptions::default()).await
+        start(self.store.clone(), data_dir, None, options).await
     }
 
     /// A connection pool on the app's database, for tests that read or

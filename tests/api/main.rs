@@ -21,6 +21,7 @@ mod publish_cli;
 mod publish_guard;
 mod reference_client;
 mod resolution;
+mod rollout;
 mod schema;
 mod seal_binding;
 mod secrets;
