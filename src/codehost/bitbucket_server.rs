@@ -16,6 +16,8 @@
 //! - expiry: not offered for the token at hand (the access-token listing
 //!   cannot say which entry is this token), so it is left unknown.
 
+mod pulls;
+
 use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -23,7 +25,8 @@ use serde::Deserialize;
 use super::http::{self, ApiClient, Call, header_str};
 use super::scopes::{BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE};
 use super::{
-    CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, RepositoryInfo, TokenCheck,
+    CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, PullRequestState,
+    PullRequestStatus, RepositoryInfo, TokenCheck,
 };
 use crate::domain::{CodeHostKind, CodeHostUrl};
 
@@ -115,10 +118,20 @@ impl BitbucketServer {
     }
 
     fn request(&self, method: Method, path: &str, token: &SecretString) -> RequestBuilder {
+        self.request_url(method, format!("{}{path}", self.base), token)
+    }
+
+    /// A request outside the core REST API (build status, branch utils).
+    fn request_url(&self, method: Method, url: String, token: &SecretString) -> RequestBuilder {
         self.api
             .http()
-            .request(method, format!("{}{path}", self.base))
+            .request(method, url)
             .bearer_auth(token.expose_secret())
+    }
+
+    /// The code host URL, under which every REST API lives.
+    fn root(&self) -> &str {
+        self.base.trim_end_matches("/rest/api/1.0")
     }
 
     async fn get(
@@ -182,12 +195,15 @@ impl BitbucketServer {
     }
 
     fn pull_url(&self, pull: &Pull, project: &str, slug: &str) -> String {
-        pull.links.self_.first().map_or_else(
+        self.web_url(&pull.links, pull.id, project, slug)
+    }
+
+    fn web_url(&self, links: &Links, id: u64, project: &str, slug: &str) -> String {
+        links.self_.first().map_or_else(
             || {
                 format!(
-                    "{}/projects/{project}/repos/{slug}/pull-requests/{}",
-                    self.base.trim_end_matches("/rest/api/1.0"),
-                    pull.id
+                    "{}/projects/{project}/repos/{slug}/pull-requests/{id}",
+                    self.root()
                 )
             },
             |link| link.href.clone(),
@@ -196,6 +212,56 @@ impl BitbucketServer {
 }
 
 impl CodeHostApi for BitbucketServer {
+    async fn pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.pull_status(token, repository, number).await
+    }
+
+    async fn close_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.transition(
+            token,
+            repository,
+            number,
+            "decline",
+            &[PullRequestState::Closed],
+        )
+        .await
+    }
+
+    async fn reopen_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.transition(
+            token,
+            repository,
+            number,
+            "reopen",
+            &[PullRequestState::Open, PullRequestState::Draft],
+        )
+        .await
+    }
+
+    async fn delete_branch(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        branch: &str,
+    ) -> Result<(), Error> {
+        self.delete_head_branch(token, repository, branch).await
+    }
+
     async fn repository(
         &self,
         token: &SecretString,
@@ -233,7 +299,7 @@ impl CodeHostApi for BitbucketServer {
             http_clone_url: clone("http").unwrap_or_else(|| {
                 format!(
                     "{}/scm/{}/{slug}.git",
-                    self.base.trim_end_matches("/rest/api/1.0"),
+                    self.root(),
                     project.to_ascii_lowercase()
                 )
             }),
@@ -397,5 +463,17 @@ impl CodeHostApi for BitbucketServer {
             expires_at: None,
             warnings: vec![],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_are_project_slash_slug() {
+        assert_eq!(split_repository("ACME/api"), Some(("ACME", "api")));
+        assert_eq!(split_repository("ACME/api/x"), None);
+        assert_eq!(split_repository("/api"), None);
     }
 }

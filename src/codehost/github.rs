@@ -1,5 +1,7 @@
 //! GitHub and GitHub Enterprise (whose API lives under `/api/v3`).
 
+mod pulls;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -7,8 +9,8 @@ use serde::Deserialize;
 
 use super::http::{self, ApiClient, Call, header_str};
 use super::{
-    CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, RepositoryInfo, TokenCheck,
-    scopes,
+    CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, PullRequestStatus,
+    RepositoryInfo, TokenCheck, scopes,
 };
 use crate::domain::{CodeHostKind, CodeHostUrl};
 
@@ -147,6 +149,44 @@ impl GitHub {
 }
 
 impl CodeHostApi for GitHub {
+    async fn pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.pull_status(token, repository, number).await
+    }
+
+    async fn close_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.set_state(token, repository, number, "closed", "close_pull_request")
+            .await
+    }
+
+    async fn reopen_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.set_state(token, repository, number, "open", "reopen_pull_request")
+            .await
+    }
+
+    async fn delete_branch(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        branch: &str,
+    ) -> Result<(), Error> {
+        self.delete_head_branch(token, repository, branch).await
+    }
+
     async fn repository(
         &self,
         token: &SecretString,

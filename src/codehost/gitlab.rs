@@ -1,5 +1,7 @@
 //! GitLab (gitlab.com and self-managed).
 
+mod merge_requests;
+
 use chrono::{NaiveDate, Utc};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -7,8 +9,8 @@ use serde::Deserialize;
 
 use super::http::{self, ApiClient, Call};
 use super::{
-    CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, RepositoryInfo, TokenCheck,
-    scopes,
+    CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, PullRequestStatus,
+    RepositoryInfo, TokenCheck, scopes,
 };
 use crate::domain::{CodeHostKind, CodeHostUrl};
 
@@ -175,6 +177,44 @@ fn existing_merge_request(message: &str) -> Option<u64> {
 }
 
 impl CodeHostApi for GitLab {
+    async fn pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.merge_request_status(token, repository, number).await
+    }
+
+    async fn close_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.set_state(token, repository, number, "close", "close_pull_request")
+            .await
+    }
+
+    async fn reopen_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        self.set_state(token, repository, number, "reopen", "reopen_pull_request")
+            .await
+    }
+
+    async fn delete_branch(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        branch: &str,
+    ) -> Result<(), Error> {
+        self.delete_source_branch(token, repository, branch).await
+    }
+
     async fn repository(
         &self,
         token: &SecretString,

@@ -1,12 +1,16 @@
 //! Clients for the code hosts' own APIs: checking that a token works and
-//! carries the scopes batch changes need. One module per kind of code host,
-//! all behind [`CodeHostApi`], sharing one HTTP client ([`http`]).
+//! carries the scopes batch changes need, publishing pull requests and
+//! following them until they are merged or closed. One module per kind of
+//! code host, all behind [`CodeHostApi`], sharing one HTTP client
+//! ([`http`]); [`webhook`] reads what code hosts send back.
 
 mod bitbucket_server;
 mod github;
 mod gitlab;
 mod http;
 pub mod scopes;
+mod status;
+pub mod webhook;
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ pub use bitbucket_server::BitbucketServer;
 pub use github::GitHub;
 pub use gitlab::GitLab;
 pub use http::ApiClient;
+pub use status::{ChecksState, PullRequestState, PullRequestStatus, ReviewState};
 
 /// How long one call to a code host may take before it counts as
 /// unreachable.
@@ -88,6 +93,14 @@ pub enum Error {
     Unsupported(&'static str),
     #[error("repository {repository} was not found on {target} (or the token cannot see it)")]
     RepositoryNotFound { target: String, repository: String },
+    /// The pull request is gone (deleted, or its repository is): it will
+    /// never come back, so its changeset is shown as deleted.
+    #[error("pull request #{number} in {repository} no longer exists on {target}")]
+    PullRequestNotFound {
+        target: String,
+        repository: String,
+        number: u64,
+    },
 }
 
 fn retry_hint(retry_after: Option<Duration>) -> String {
@@ -111,6 +124,7 @@ impl Error {
             Self::Unexpected { .. } => "unexpected_answer",
             Self::Unsupported(_) => "unsupported",
             Self::RepositoryNotFound { .. } => "repository_not_found",
+            Self::PullRequestNotFound { .. } => "pull_request_not_found",
         }
     }
 
@@ -188,6 +202,44 @@ pub trait CodeHostApi {
         token: &SecretString,
         draft: &PullRequestDraft,
     ) -> impl Future<Output = Result<PullRequest, Error>> + Send;
+
+    /// Where pull request `number` stands: its state, what its reviewers
+    /// said and how the checks on its head commit went.
+    /// [`Error::PullRequestNotFound`] when it no longer exists.
+    fn pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> impl Future<Output = Result<PullRequestStatus, Error>> + Send;
+
+    /// Closes (Bitbucket: declines) the pull request without merging it,
+    /// and answers where it stands then. Closing a closed one is a no-op.
+    fn close_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> impl Future<Output = Result<PullRequestStatus, Error>> + Send;
+
+    /// Reopens a closed pull request, and answers where it stands then.
+    /// Reopening an open one is a no-op.
+    fn reopen_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> impl Future<Output = Result<PullRequestStatus, Error>> + Send;
+
+    /// Deletes a branch (a changeset's head branch once it is merged or
+    /// closed). A branch that is already gone counts as deleted, so this
+    /// can be retried.
+    fn delete_branch(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        branch: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// The username git sends with a token over HTTPS, per code host.
@@ -263,6 +315,62 @@ impl CodeHostApi for Client {
             Self::GitHub(client) => client.publish_pull_request(token, draft).await,
             Self::GitLab(client) => client.publish_pull_request(token, draft).await,
             Self::BitbucketServer(client) => client.publish_pull_request(token, draft).await,
+        }
+    }
+
+    async fn pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        match self {
+            Self::GitHub(client) => client.pull_request(token, repository, number).await,
+            Self::GitLab(client) => client.pull_request(token, repository, number).await,
+            Self::BitbucketServer(client) => client.pull_request(token, repository, number).await,
+        }
+    }
+
+    async fn close_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        match self {
+            Self::GitHub(client) => client.close_pull_request(token, repository, number).await,
+            Self::GitLab(client) => client.close_pull_request(token, repository, number).await,
+            Self::BitbucketServer(client) => {
+                client.close_pull_request(token, repository, number).await
+            }
+        }
+    }
+
+    async fn reopen_pull_request(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        number: u64,
+    ) -> Result<PullRequestStatus, Error> {
+        match self {
+            Self::GitHub(client) => client.reopen_pull_request(token, repository, number).await,
+            Self::GitLab(client) => client.reopen_pull_request(token, repository, number).await,
+            Self::BitbucketServer(client) => {
+                client.reopen_pull_request(token, repository, number).await
+            }
+        }
+    }
+
+    async fn delete_branch(
+        &self,
+        token: &SecretString,
+        repository: &str,
+        branch: &str,
+    ) -> Result<(), Error> {
+        match self {
+            Self::GitHub(client) => client.delete_branch(token, repository, branch).await,
+            Self::GitLab(client) => client.delete_branch(token, repository, branch).await,
+            Self::BitbucketServer(client) => client.delete_branch(token, repository, branch).await,
         }
     }
 }

@@ -9,6 +9,7 @@ mod authorization;
 mod changeset_queue;
 mod child_processes;
 mod cli;
+mod codehost_lifecycle;
 mod credentials;
 mod drain;
 mod git_push;

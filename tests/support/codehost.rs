@@ -1,10 +1,17 @@
 //! A code host API emulator: GitHub (Enterprise, under `/api/v3`), GitLab
-//! (`/api/v4`) and Bitbucket Server (`/rest/api/1.0`) on one loopback port,
-//! with the real response shapes and headers, driven by a table of tokens.
+//! (`/api/v4`) and Bitbucket Server (`/rest/api/1.0`, with its build status
+//! and branch utils APIs) on one loopback port, with the real response
+//! shapes and headers, driven by a table of tokens.
+//!
+//! Pull requests opened through it live on: tests can read, close, reopen,
+//! merge and delete them, give them reviews and checks, and see which
+//! branches were deleted.
 //!
 //! Every URL `http://127.0.0.1:PORT/<prefix>` is a separate code host to
 //! batchcred; the prefix is ignored when routing, so one emulator serves as
 //! many code hosts as a test registers.
+
+mod lifecycle;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +25,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+
+pub use lifecycle::{EmulatedChecks, EmulatedReview, PullState};
+use lifecycle::{bitbucket_builds, delete_branch, find_pull_mut, not_found, render_pull};
 
 /// What the emulator knows about one token.
 #[derive(Debug, Clone)]
@@ -126,6 +136,11 @@ struct Shared {
     /// Repositories served under an old name: old → current name.
     moved: HashMap<String, String>,
     pulls: Vec<EmulatedPull>,
+    /// The number of the last pull request opened (numbers are never
+    /// reused, even after [`Emulator::delete_pull`]).
+    last_pull_number: u64,
+    /// `(repository, branch)`, in the order they were deleted.
+    deleted_branches: Vec<(String, String)>,
     pull_rate_limits: u32,
     pull_rate_limit_wait: u64,
     pull_attempts: Vec<std::time::Instant>,
@@ -219,6 +234,10 @@ enum Api<'a> {
     GitHub(&'a str),
     GitLab(&'a str),
     Bitbucket(&'a str),
+    /// Bitbucket Server's `/rest/build-status/1.0`.
+    BitbucketBuilds(&'a str),
+    /// Bitbucket Server's `/rest/branch-utils/1.0`.
+    BitbucketBranches(&'a str),
 }
 
 fn route(path: &str) -> Option<Api<'_>> {
@@ -227,6 +246,10 @@ fn route(path: &str) -> Option<Api<'_>> {
         Some(Api::GitHub(rest))
     } else if let Some(rest) = after("/api/v4") {
         Some(Api::GitLab(rest))
+    } else if let Some(rest) = after("/rest/build-status/1.0") {
+        Some(Api::BitbucketBuilds(rest))
+    } else if let Some(rest) = after("/rest/branch-utils/1.0") {
+        Some(Api::BitbucketBranches(rest))
     } else {
         after("/rest/api/1.0").map(Api::Bitbucket)
     }
@@ -307,7 +330,9 @@ async fn handle(
     match Some(api) {
         Some(Api::GitHub(path)) => github(path, spec.as_ref(), echo.then_some(token.as_str())),
         Some(Api::GitLab(path)) => gitlab(path, spec.as_ref(), old_gitlab),
-        Some(Api::Bitbucket(path)) => bitbucket(path, query, spec.as_ref()),
+        Some(Api::Bitbucket(path) | Api::BitbucketBuilds(path) | Api::BitbucketBranches(path)) => {
+            bitbucket(path, query, spec.as_ref())
+        }
         None => (StatusCode::NOT_FOUND, "not an API path").into_response(),
     }
 }
@@ -521,6 +546,11 @@ pub struct EmulatedPull {
     pub opened_with: String,
     /// Bitbucket Server's optimistic-locking version.
     pub version: i64,
+    pub state: PullState,
+    pub review: Option<EmulatedReview>,
+    pub checks: Option<EmulatedChecks>,
+    /// The head commit, derived from the number.
+    pub sha: String,
 }
 
 impl Emulator {
@@ -577,7 +607,8 @@ fn pulls_api(
     let (kind, path) = match api {
         Api::GitHub(p) => ("github", *p),
         Api::GitLab(p) => ("gitlab", *p),
-        Api::Bitbucket(p) => ("bitbucket", *p),
+        Api::Bitbucket(p) | Api::BitbucketBranches(p) => ("bitbucket", *p),
+        Api::BitbucketBuilds(p) => return bitbucket_builds(shared, p),
     };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     // (repository, rest of the path)
@@ -595,7 +626,18 @@ fn pulls_api(
         .cloned()
         .unwrap_or_else(|| repository.clone());
     let repo = shared.repositories.get(&current_name).cloned()?;
-    let opening = *method == Method::POST;
+    if let Api::BitbucketBranches(_) = api {
+        return match (method.as_str(), rest) {
+            ("DELETE", ["branches"]) => {
+                let name = body["name"].as_str().unwrap_or_default();
+                let branch = name.trim_start_matches("refs/heads/");
+                delete_branch(shared, kind, &repository, branch)
+            }
+            _ => None,
+        };
+    }
+    let opening = *method == Method::POST
+        && matches!(rest, ["pulls"] | ["merge_requests"] | ["pull-requests"]);
     if opening {
         shared.pull_attempts.push(std::time::Instant::now());
         if shared.pull_rate_limits > 0 {
@@ -615,7 +657,7 @@ fn pulls_api(
         shared
             .pulls
             .iter()
-            .find(|p| p.repository == repository && p.head == head)
+            .find(|p| p.repository == repository && p.head == head && p.state == PullState::Open)
             .cloned()
     };
     let pull_url = |number: u64| format!("{origin}/{repository}/pull/{number}");
@@ -707,7 +749,8 @@ fn pulls_api(
                     ),
                 });
             }
-            let number = shared.pulls.len() as u64 + 1;
+            shared.last_pull_number += 1;
+            let number = shared.last_pull_number;
             let draft = body.get("draft").and_then(Value::as_bool).unwrap_or(false)
                 || title.starts_with("Draft: ");
             shared.pulls.push(EmulatedPull {
@@ -720,6 +763,10 @@ fn pulls_api(
                 draft,
                 opened_with: token.to_owned(),
                 version: 0,
+                state: PullState::Open,
+                review: None,
+                checks: None,
+                sha: format!("{number:040x}"),
             });
             let url = pull_url(number);
             Some(json_response(
@@ -729,11 +776,9 @@ fn pulls_api(
             ))
         }
         (_, "PATCH" | "PUT", ["pulls" | "merge_requests" | "pull-requests", number]) => {
-            let number: u64 = number.parse().ok()?;
-            let pull = shared
-                .pulls
-                .iter_mut()
-                .find(|p| p.repository == repository && p.number == number)?;
+            let Some(pull) = find_pull_mut(shared, &repository, number) else {
+                return Some(not_found(kind));
+            };
             if kind == "bitbucket"
                 && body.get("version").and_then(Value::as_i64) != Some(pull.version)
             {
@@ -742,20 +787,47 @@ fn pulls_api(
                     json!({"errors": [{"message": "stale version"}]}),
                 ));
             }
-            pull.title = field("title");
-            pull.body = if kind == "github" {
-                field("body")
+            if let Some(title) = body.get("title").and_then(Value::as_str) {
+                pull.title = title.to_owned();
+            }
+            let description = if kind == "github" {
+                "body"
             } else {
-                field("description")
+                "description"
             };
+            if let Some(text) = body.get(description).and_then(Value::as_str) {
+                pull.body = text.to_owned();
+            }
+            // GitHub `state`, GitLab `state_event`: whether to (re)open.
+            let reopen = match kind {
+                "github" => body
+                    .get("state")
+                    .and_then(Value::as_str)
+                    .map(|s| s == "open"),
+                "gitlab" => body
+                    .get("state_event")
+                    .and_then(Value::as_str)
+                    .map(|s| s == "reopen"),
+                _ => None,
+            };
+            if let Some(reopen) = reopen {
+                if pull.state == PullState::Merged {
+                    return Some(json_response(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        json!({"message": "Validation Failed",
+                               "errors": [{"message": "the pull request is already merged"}]}),
+                    ));
+                }
+                pull.state = if reopen {
+                    PullState::Open
+                } else {
+                    PullState::Closed
+                };
+            }
             pull.version += 1;
-            let url = pull_url(number);
-            Some(json_response(
-                StatusCode::OK,
-                json!({"number": number, "html_url": url, "iid": number, "web_url": url,
-                       "id": number, "version": pull.version, "links": {"self": [{"href": url}]}}),
-            ))
+            let url = pull_url(pull.number);
+            Some(json_response(StatusCode::OK, render_pull(kind, pull, &url)))
         }
-        _ => None,
+        _ => lifecycle::lifecycle_api(shared, kind, method, rest, query, &repository, &pull_url),
     }
 }
