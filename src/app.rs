@@ -219,9 +219,12 @@ impl Server {
                 tracing::warn!(%error, "re-sealing credentials failed; the next start retries");
             }
         });
-        let sync = self.state.service.queue_settings().sync_interval.map(|interval| {
-            tokio::spawn(sync_changesets(self.state.service.clone(), interval))
-        });
+        let sync = self
+            .state
+            .service
+            .queue_settings()
+            .sync_interval
+            .map(|interval| tokio::spawn(sync_changesets(self.state.service.clone(), interval)));
         let recheck = self.recheck_interval.map(|interval| {
             tokio::spawn(recheck_credentials(self.state.service.clone(), interval))
         });

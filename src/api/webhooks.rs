@@ -32,10 +32,7 @@ impl WebhookMutation {
         #[graphql(name = "codeHostURL")] code_host_url: String,
     ) -> async_graphql::Result<CodeHostWebhook> {
         let (service, caller) = context_parts(ctx)?;
-        let setup = service
-            .set_up_webhook(caller, &code_host_url)
-            .await
-            .gql()?;
+        let setup = service.set_up_webhook(caller, &code_host_url).await.gql()?;
         Ok(CodeHostWebhook {
             path: setup.path,
             secret: setup.secret.expose_secret().to_owned(),
@@ -50,10 +47,7 @@ impl WebhookMutation {
         #[graphql(name = "codeHostURL")] code_host_url: String,
     ) -> async_graphql::Result<EmptyResponse> {
         let (service, caller) = context_parts(ctx)?;
-        service
-            .remove_webhook(caller, &code_host_url)
-            .await
-            .gql()?;
+        service.remove_webhook(caller, &code_host_url).await.gql()?;
         Ok(EmptyResponse::default())
     }
 }

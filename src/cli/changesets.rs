@@ -153,7 +153,9 @@ pub async fn run(service: &Service, command: ChangesetsCommand) -> Result<()> {
             Ok(())
         }
         ChangesetsCommand::Retry { id } => {
-            let queued = service.retry_changeset(&OPERATOR, changeset_id(&id)?).await?;
+            let queued = service
+                .retry_changeset(&OPERATOR, changeset_id(&id)?)
+                .await?;
             println!("queued {}:{} again", queued.repository, queued.head_branch);
             Ok(())
         }
@@ -161,17 +163,30 @@ pub async fn run(service: &Service, command: ChangesetsCommand) -> Result<()> {
             let queued = service
                 .close_changeset(&OPERATOR, changeset_id(&id)?, delete_branch)
                 .await?;
-            println!("queued closing {}:{}", queued.repository, queued.head_branch);
+            println!(
+                "queued closing {}:{}",
+                queued.repository, queued.head_branch
+            );
             Ok(())
         }
         ChangesetsCommand::Reopen { id } => {
-            let queued = service.reopen_changeset(&OPERATOR, changeset_id(&id)?).await?;
-            println!("queued reopening {}:{}", queued.repository, queued.head_branch);
+            let queued = service
+                .reopen_changeset(&OPERATOR, changeset_id(&id)?)
+                .await?;
+            println!(
+                "queued reopening {}:{}",
+                queued.repository, queued.head_branch
+            );
             Ok(())
         }
         ChangesetsCommand::Sync { id } => {
-            let queued = service.sync_changeset(&OPERATOR, changeset_id(&id)?).await?;
-            println!("queued a sync of {}:{}", queued.repository, queued.head_branch);
+            let queued = service
+                .sync_changeset(&OPERATOR, changeset_id(&id)?)
+                .await?;
+            println!(
+                "queued a sync of {}:{}",
+                queued.repository, queued.head_branch
+            );
             Ok(())
         }
         ChangesetsCommand::Import {

@@ -128,7 +128,7 @@ impl Service {
             host, fingerprint, ..
         } = match self.prepare_publish(caller, user, spec).await? {
             Preparation::Unchanged(done) => return Ok(done),
-            Preparation::Ready(prepared) => prepared,
+            Preparation::Ready(prepared) => *prepared,
         };
         let spec_json = serde_json::to_string(spec)
             .map_err(|e| Error::Internal(format!("cannot store the spec: {e}")))?;
@@ -334,7 +334,7 @@ impl Service {
             Err(error) => error,
         };
         let attempts = job.changeset.job_attempts;
-        let outcome = if is_transient(&error) && attempts < queue.max_attempts {
+        if is_transient(&error) && attempts < queue.max_attempts {
             let wait = error
                 .retry_after()
                 .unwrap_or_default()
@@ -354,8 +354,7 @@ impl Service {
                 error.to_string()
             };
             JobOutcome::Failed { error }
-        };
-        outcome
+        }
     }
 
     /// Records a publish that failed for good as failed (and so claimable
@@ -376,10 +375,7 @@ impl Service {
     async fn execute_job(&self, job: &ClaimedJob) -> Result<()> {
         match job.changeset.job_action {
             Some(JobAction::Publish) => self.execute_publish(job).await,
-            Some(action) => Err(Error::Internal(format!(
-                "{} jobs are not supported yet",
-                action.as_str()
-            ))),
+            Some(action) => self.execute_pull_request_job(job, action).await,
             None => Err(Error::Internal("a queued changeset has no job".into())),
         }
     }

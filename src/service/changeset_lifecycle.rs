@@ -164,9 +164,7 @@ impl Service {
             )
             .await
             .map_err(|error| match error {
-                codehost::Error::PullRequestNotFound { .. } => {
-                    Error::NotFound(error.to_string())
-                }
+                codehost::Error::PullRequestNotFound { .. } => Error::NotFound(error.to_string()),
                 other => other.into(),
             })?;
         let now = Utc::now();
@@ -249,7 +247,10 @@ impl Service {
         let answer = match action {
             JobAction::Close => {
                 let closed = backoff
-                    .run(|| client.close_pull_request(token, repository, number), |_| {})
+                    .run(
+                        || client.close_pull_request(token, repository, number),
+                        |_| {},
+                    )
                     .await;
                 if closed.is_ok() && changeset.delete_branch_on_close {
                     backoff
@@ -263,7 +264,10 @@ impl Service {
             }
             JobAction::Reopen => {
                 backoff
-                    .run(|| client.reopen_pull_request(token, repository, number), |_| {})
+                    .run(
+                        || client.reopen_pull_request(token, repository, number),
+                        |_| {},
+                    )
                     .await
             }
             JobAction::Sync => {
@@ -272,7 +276,9 @@ impl Service {
                     .await
             }
             JobAction::Publish => {
-                return Err(Error::Internal("a publish job reached the wrong runner".into()));
+                return Err(Error::Internal(
+                    "a publish job reached the wrong runner".into(),
+                ));
             }
         };
         let now = Utc::now();
@@ -281,7 +287,11 @@ impl Service {
                 self.store
                     .record_pull_request_status(changeset.id, &snapshot(&status), now)
                     .await?;
-                tracing::info!(state = status.state.as_str(), action = action.as_str(), "pull request state recorded");
+                tracing::info!(
+                    state = status.state.as_str(),
+                    action = action.as_str(),
+                    "pull request state recorded"
+                );
                 Ok(())
             }
             Err(codehost::Error::PullRequestNotFound { .. }) => {

@@ -208,7 +208,7 @@ fn another_users_changeset(spec: &ChangesetSpec) -> Error {
 pub(super) enum Preparation {
     /// The same spec is already published.
     Unchanged(PublishedChangeset),
-    Ready(Prepared),
+    Ready(Box<Prepared>),
 }
 
 pub(super) struct Prepared {
@@ -291,7 +291,7 @@ impl Service {
     ) -> Result<PublishedChangeset> {
         let prepared = match self.prepare_publish(caller, user, spec).await? {
             Preparation::Unchanged(done) => return Ok(done),
-            Preparation::Ready(prepared) => prepared,
+            Preparation::Ready(prepared) => *prepared,
         };
         let Prepared {
             host,
@@ -387,11 +387,11 @@ impl Service {
         let credential = self
             .resolve_credential(caller, user, &host.url, &spec.repository)
             .await?;
-        Ok(Preparation::Ready(Prepared {
+        Ok(Preparation::Ready(Box::new(Prepared {
             host,
             fingerprint,
             credential,
-        }))
+        })))
     }
 
     pub(super) async fn publish_steps(

@@ -64,7 +64,10 @@ impl Service {
         caller.require_site_admin()?;
         let host = self.configured_code_host(&CodeHostUrl::parse(url)?).await?;
         if !self.store.delete_webhook_secret(host.id).await? {
-            return Err(Error::NotFound(format!("{} has no webhook set up", host.url)));
+            return Err(Error::NotFound(format!(
+                "{} has no webhook set up",
+                host.url
+            )));
         }
         tracing::info!(code_host = %host.url, "webhook secret removed");
         Ok(())
@@ -94,16 +97,17 @@ impl Service {
                     tracing::warn!(code_host = %host.url, %error, "refused a webhook");
                     Error::Unauthenticated(error.to_string())
                 }
-                WebhookError::Malformed(_) | WebhookError::Unsupported(_) => {
-                    Error::InvalidInput(error.to_string())
-                }
+                WebhookError::Malformed(_) => Error::InvalidInput(error.to_string()),
             },
         )?;
         let Some(event) = event else {
             return Ok(WebhookReceipt::Ignored);
         };
         let number = i64::try_from(event.number).map_err(|_| {
-            Error::InvalidInput(format!("pull request number {} is out of range", event.number))
+            Error::InvalidInput(format!(
+                "pull request number {} is out of range",
+                event.number
+            ))
         })?;
         let Some(changeset) = self
             .store
@@ -126,11 +130,6 @@ impl Service {
             Err(crate::store::Error::NotFound) => Ok(WebhookReceipt::Ignored),
             Err(other) => Err(other.into()),
         }
-    }
-
-    /// Whether the code host has a webhook secret set up.
-    pub(super) async fn has_webhook(&self, code_host: CodeHostId) -> Result<bool> {
-        Ok(self.store.webhook_secret(code_host).await?.is_some())
     }
 
     /// Re-seals every webhook secret not under the primary key (part of

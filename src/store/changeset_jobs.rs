@@ -241,11 +241,7 @@ impl Store {
     /// Takes the rollout pace's slot at `now` and moves it `interval` on:
     /// a compare-and-swap, so of replicas taking it at once one wins.
     /// Returns whether this caller did.
-    pub async fn take_rollout_slot(
-        &self,
-        now: DateTime<Utc>,
-        interval: Duration,
-    ) -> Result<bool> {
+    pub async fn take_rollout_slot(&self, now: DateTime<Utc>, interval: Duration) -> Result<bool> {
         sqlx::query(
             "INSERT INTO rollout_pace (id, next_at) VALUES ('publish', 0) \
              ON CONFLICT (id) DO NOTHING",

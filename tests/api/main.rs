@@ -6,6 +6,7 @@
 
 mod accounts;
 mod authorization;
+mod changeset_lifecycle;
 mod changeset_queue;
 mod child_processes;
 mod cli;
