@@ -7,6 +7,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -147,6 +148,7 @@ struct ChangesetsPage {
     /// Whether a job is waiting or running: the script refreshes.
     live: bool,
     error: Option<String>,
+    import: ImportForm,
 }
 
 pub(super) async fn show(
@@ -154,6 +156,14 @@ pub(super) async fn show(
     caller: WebCaller,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
+    super::render(&page(&state, &caller, filters).await?)
+}
+
+async fn page(
+    state: &AppState,
+    caller: &WebCaller,
+    filters: Filters,
+) -> Result<ChangesetsPage, WebError> {
     let user = caller.user()?.clone();
     let status = match filters.status.as_str() {
         "" => None,
@@ -191,19 +201,16 @@ pub(super) async fn show(
             },
         )
         .await?;
-    let page_view = ChangesetsPage {
-        chrome: Chrome::new(&caller, "changesets"),
+    Ok(ChangesetsPage {
+        chrome: Chrome::new(caller, "changesets"),
         live: rows
             .iter()
             .any(|r| matches!(r.status, "queued" | "processing" | "retrying")),
         rows,
         total: page.total_count,
-        next_page: page.has_next_page.then(|| {
-            format!(
-                "{PATH}?{}",
-                filters.query_string(page.end_cursor.as_deref())
-            )
-        }),
+        next_page: page
+            .has_next_page
+            .then(|| format!("{PATH}?{}", filters.query_string(page.end_cursor.as_deref()))),
         here: format!("{PATH}?{}", filters.query_string(filters.after.as_deref())),
         statuses: ChangesetStatus::ALL
             .into_iter()
@@ -222,8 +229,60 @@ pub(super) async fn show(
             .collect(),
         filters,
         error: None,
+        import: ImportForm::default(),
+    })
+}
+
+/// The import form, echoed back when it has an error.
+#[derive(Deserialize, Default)]
+pub(super) struct ImportForm {
+    #[serde(default)]
+    code_host: String,
+    #[serde(default)]
+    repository: String,
+    #[serde(default)]
+    number: String,
+}
+
+/// Starts tracking a pull request opened outside batchcred.
+pub(super) async fn import(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    CsrfForm(form): CsrfForm<ImportForm>,
+) -> Result<Response, WebError> {
+    let user = caller.user()?.id;
+    let result = match form.number.trim().parse::<u64>() {
+        Ok(number) => {
+            state
+                .service
+                .import_changeset(
+                    &caller.caller,
+                    user,
+                    &form.code_host,
+                    form.repository.trim(),
+                    number,
+                )
+                .await
+        }
+        Err(_) => Err(Error::InvalidInput(
+            "give the pull request's number, such as 42".into(),
+        )),
     };
-    super::render(&page_view)
+    match result {
+        Ok(_) => Ok(Redirect::to(PATH).into_response()),
+        Err(
+            error @ (Error::InvalidInput(_)
+            | Error::NotFound(_)
+            | Error::Conflict(_)
+            | Error::CodeHostUnavailable(_)),
+        ) => {
+            let mut page = page(&state, &caller, Filters::default()).await?;
+            page.error = Some(error.to_string());
+            page.import = form;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// What an action form sends: where to return to, and for closing

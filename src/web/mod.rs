@@ -86,6 +86,10 @@ pub fn router() -> Router<AppState> {
         )
         .route(changesets::PATH, get(changesets::show))
         .route(
+            "/batch-changes/changesets/import",
+            post(changesets::import),
+        )
+        .route(
             "/batch-changes/changesets/{id}/{action}",
             post(changesets::act),
         )

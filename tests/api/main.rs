@@ -8,6 +8,7 @@ mod accounts;
 mod authorization;
 mod changeset_lifecycle;
 mod changeset_queue;
+mod changesets_page;
 mod child_processes;
 mod cli;
 mod codehost_lifecycle;

@@ -31,10 +31,17 @@ function isoDate(date) {
  */
 export function startCodeHostEmulator(tokens) {
   const known = new Map(Object.entries(tokens));
-  const server = createServer((request, response) => {
+  // GitHub pull requests opened "by hand", by `owner/name#number`.
+  const pulls = new Map();
+  const server = createServer(async (request, response) => {
     const url = new URL(request.url, "http://emulator");
     const token = known.get(tokenOf(request.headers) ?? "");
     const path = url.pathname;
+    if (path.includes("/api/v3/repos/") && token) {
+      let body = "";
+      for await (const chunk of request) body += chunk;
+      return githubPulls(pulls, request.method, path, body, response);
+    }
     if (path.includes("/api/v3/")) return github(path, token, response);
     if (path.includes("/api/v4/")) return gitlab(path, token, response);
     if (path.includes("/rest/api/1.0/")) return bitbucket(path, url.searchParams, token, response);
@@ -46,6 +53,9 @@ export function startCodeHostEmulator(tokens) {
       resolve({
         url: (prefix) => `http://127.0.0.1:${port}/${prefix}`,
         revoke: (token) => known.delete(token),
+        /** A GitHub pull request opened outside batchcred. */
+        addPull: (repository, number, title, head) =>
+          pulls.set(`${repository}#${number}`, { number, title, head, state: "open" }),
         close: () => new Promise((done) => server.close(done)),
       });
     });
@@ -66,6 +76,43 @@ function github(path, token, response) {
       `${token.expiresAt.toISOString().slice(0, 19).replace("T", " ")} UTC`;
   }
   json(response, 200, { login: token.owner, id: 1, type: "User" }, headers);
+}
+
+/**
+ * GitHub's pull request API, as far as following a pull request needs:
+ * read it (with its reviews and checks), close and reopen it.
+ */
+function githubPulls(pulls, method, path, body, response) {
+  const origin = path.slice(0, path.indexOf("/api/v3/"));
+  const match = path.match(/\/api\/v3\/repos\/([^/]+\/[^/]+)\/(.*)$/);
+  if (!match) return json(response, 404, { message: "Not Found" });
+  const [, repository, rest] = match;
+  if (rest.startsWith("commits/") && rest.endsWith("/status")) {
+    return json(response, 200, { state: "pending", statuses: [], total_count: 0 });
+  }
+  if (rest.startsWith("commits/") && rest.endsWith("/check-runs")) {
+    return json(response, 200, { total_count: 0, check_runs: [] });
+  }
+  const pull = rest.match(/^pulls\/(\d+)(\/reviews)?$/);
+  const found = pull && pulls.get(`${repository}#${pull[1]}`);
+  if (!found) return json(response, 404, { message: "Not Found" });
+  if (pull[2]) return json(response, 200, []);
+  if (method === "PATCH") {
+    const change = JSON.parse(body || "{}");
+    if (change.state) found.state = change.state;
+  }
+  json(response, 200, {
+    number: found.number,
+    html_url: `${origin}/${repository}/pull/${found.number}`,
+    state: found.state,
+    draft: false,
+    merged: false,
+    merged_at: null,
+    title: found.title,
+    head: { ref: found.head, sha: "0123456789abcdef0123456789abcdef01234567" },
+    base: { ref: "main" },
+    requested_reviewers: [],
+  });
 }
 
 function gitlab(path, token, response) {

@@ -25,7 +25,8 @@ const GOOD_TOKEN = newToken("ghp_");
 const UNDER_SCOPED_TOKEN = newToken("ghp_");
 const GITLAB_TOKEN = newToken("glpat-");
 const GLOBAL_TOKEN = newToken("bbs_");
-const SECRETS = [GOOD_TOKEN, UNDER_SCOPED_TOKEN, GITLAB_TOKEN, GLOBAL_TOKEN, PASSWORD];
+const TRACKING_TOKEN = newToken("ghp_");
+const SECRETS = [GOOD_TOKEN, UNDER_SCOPED_TOKEN, GITLAB_TOKEN, GLOBAL_TOKEN, TRACKING_TOKEN, PASSWORD];
 const DAY = 24 * 60 * 60 * 1000;
 const inDays = (days) => new Date(Date.now() + days * DAY);
 
@@ -138,6 +139,10 @@ before(async () => {
       expiresAt: inDays(3),
     },
     [GLOBAL_TOKEN]: { owner: "batch-bot", scopes: ["PROJECT_WRITE", "REPO_WRITE"] },
+    [TRACKING_TOKEN]: {
+      owner: "bob-on-github",
+      scopes: ["repo", "admin:org", "user", "read:discussion", "workflow"],
+    },
   });
   GITHUB = codehosts.url("github");
   GITLAB = codehosts.url("gitlab");
@@ -437,6 +442,55 @@ test("an access token is shown once, works, and stops working when revoked", asy
   await clickAndLoad(user, dialog.getByRole("button", { name: "Revoke token" }));
   assert.equal(await user.locator("tbody tr", { hasText: "deploy script" }).count(), 0);
   assert.equal(await whoAmI(token), "HTTP 401");
+});
+
+test("the changesets page imports, closes and live-refreshes a pull request", async () => {
+  await user.setViewportSize({ width: 1100, height: 800 });
+  codehosts.addPull("acme/web", 7, "Fix the build", "fix/build");
+  await user.goto(`${base}/user/settings/batch-changes`);
+  await addToken(user, GITHUB, TRACKING_TOKEN);
+  await clickAndLoad(user, user.locator("nav.top-nav").getByRole("link", { name: "Changesets" }));
+  assert.match(user.url(), /\/batch-changes\/changesets$/);
+  assert.match(await user.locator(".count").textContent(), /0 changesets/);
+
+  // A bad number is an error on the page; nothing is stored.
+  await user.getByLabel("Code host", { exact: true }).last().selectOption({ label: `GitHub ${GITHUB}` });
+  await user.getByLabel("Repository").fill("acme/web");
+  await user.getByLabel("Pull request number").fill("seven");
+  await clickAndLoad(user, user.getByRole("button", { name: "Import" }));
+  assert.match(await user.getByRole("alert").textContent(), /number/);
+  assert.match(await user.locator(".count").textContent(), /0 changesets/);
+
+  await user.getByLabel("Pull request number").fill("7");
+  await clickAndLoad(user, user.getByRole("button", { name: "Import" }));
+  const tracked = user.locator("table.changesets tbody tr", { hasText: "Fix the build" });
+  assert.equal(await tracked.getAttribute("data-status"), "open");
+  assert.match(await tracked.textContent(), /fix\/build/);
+  assert.equal(await tracked.getByRole("link", { name: "#7" }).count(), 1);
+  await shot(user, "17-changesets");
+
+  // Closing queues a job; the table refreshes by itself when it is done.
+  await clickAndLoad(user, tracked.getByRole("button", { name: "Close" }));
+  await user
+    .locator('table.changesets tbody tr[data-status="closed"]', { hasText: "Fix the build" })
+    .waitFor({ timeout: 20000 });
+  const closed = user.locator("table.changesets tbody tr", { hasText: "Fix the build" });
+  assert.equal(await closed.getByRole("button", { name: "Reopen" }).count(), 1);
+  await shot(user, "18-changeset-closed");
+
+  // Filters are plain links: open shows none now.
+  await user.getByLabel("Status").selectOption("open");
+  await clickAndLoad(user, user.getByRole("button", { name: "Filter" }));
+  assert.match(user.url(), /status=open/);
+  assert.match(await user.locator(".count").textContent(), /0 changesets/);
+
+  await user.setViewportSize({ width: 390, height: 844 });
+  await user.goto(`${base}/batch-changes/changesets`);
+  const overflow = await user.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
+  assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px`);
+  await shot(user, "19-changesets-phone");
 });
 
 test("signing out ends the session and no page showed a secret", async () => {
