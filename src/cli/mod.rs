@@ -190,6 +190,12 @@ impl Local {
             code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
             publish: batchcred::service::PublishSettings {
                 rollout_windows: self.rollout_windows.clone(),
+                // `publish` hands its running jobs back at once when it
+                // stops (Ctrl-C, or its own changesets done).
+                queue: batchcred::service::QueueSettings {
+                    stop_grace: std::time::Duration::ZERO,
+                    ..batchcred::service::QueueSettings::default()
+                },
                 ..batchcred::service::PublishSettings::default()
             },
             sign_in: batchcred::service::SignInLimits::default(),

@@ -89,8 +89,14 @@ async fn publish_queued(
         .await?;
     let (stop_workers, stop) = watch::channel(false);
     let mut workers = spawn_workers(service, usize::from(args.concurrency), stop);
-    let followed = follow(service, &mut reports, progress).await;
-    // Jobs still running are handed back to the queue.
+    let followed = tokio::select! {
+        followed = follow(service, &mut reports, progress) => followed,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!(
+            "interrupted: the changesets not yet published stay queued; run the same \
+             command again, or any running server finishes them"
+        )),
+    };
+    // Jobs still running are handed back to the queue at once.
     let _ = stop_workers.send(true);
     while workers.join_next().await.is_some() {}
     followed?;

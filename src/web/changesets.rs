@@ -208,9 +208,12 @@ async fn page(
             .any(|r| matches!(r.status, "queued" | "processing" | "retrying")),
         rows,
         total: page.total_count,
-        next_page: page
-            .has_next_page
-            .then(|| format!("{PATH}?{}", filters.query_string(page.end_cursor.as_deref()))),
+        next_page: page.has_next_page.then(|| {
+            format!(
+                "{PATH}?{}",
+                filters.query_string(page.end_cursor.as_deref())
+            )
+        }),
         here: format!("{PATH}?{}", filters.query_string(filters.after.as_deref())),
         statuses: ChangesetStatus::ALL
             .into_iter()

@@ -85,10 +85,7 @@ pub fn router() -> Router<AppState> {
             post(security::sign_out_everywhere),
         )
         .route(changesets::PATH, get(changesets::show))
-        .route(
-            "/batch-changes/changesets/import",
-            post(changesets::import),
-        )
+        .route("/batch-changes/changesets/import", post(changesets::import))
         .route(
             "/batch-changes/changesets/{id}/{action}",
             post(changesets::act),

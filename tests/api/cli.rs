@@ -531,3 +531,63 @@ fn a_bad_rollout_window_stops_serve_with_one_line_naming_it() {
     );
     assert!(!data.exists(), "serve started before refusing the setting");
 }
+
+/// `changesets list` and `retry`, and `codehosts webhook`: the secret is
+/// printed once and re-sealed by `keys rotate`, so the old key retires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changesets_and_webhooks_from_the_cli() {
+    let emulator = crate::support::codehost::Emulator::accepting_any_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let github = emulator.url("github");
+    ok(&batchcred(
+        data,
+        &["users", "create", "--admin", "alice"],
+        "correct horse battery\n",
+    ));
+    ok(&batchcred(
+        data,
+        &["codehosts", "add", "--kind", "GITHUB", "--url", &github],
+        "",
+    ));
+
+    let listed = ok(&batchcred(data, &["changesets", "list"], ""));
+    assert!(listed.contains("0 of 0 shown"), "{listed}");
+    let bad = batchcred(data, &["changesets", "list", "--status", "sideways"], "");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown changeset status"));
+    let bad = batchcred(data, &["changesets", "retry", "not-an-id"], "");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a changeset id"));
+
+    let out = ok(&batchcred(
+        data,
+        &["codehosts", "webhook", "--url", &github],
+        "",
+    ));
+    assert!(out.contains("/.api/webhooks/"), "{out}");
+    let secret = out
+        .lines()
+        .find_map(|line| line.rsplit_once(": ").map(|(_, s)| s.trim().to_owned()))
+        .unwrap();
+    assert!(secret.len() >= 32, "{out}");
+    // Rotating re-seals it under the new key, so the old one can go.
+    let status = ok(&batchcred(data, &["keys", "status"], ""));
+    let old_key = status
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("primary key: ")
+        .to_owned();
+    let moved = ok(&batchcred(data, &["keys", "rotate"], ""));
+    assert!(moved.contains("1 webhook secret(s)"), "{moved}");
+    ok(&batchcred(data, &["keys", "retire", &old_key], ""));
+    let removed = ok(&batchcred(
+        data,
+        &["codehosts", "webhook", "--url", &github, "--remove"],
+        "",
+    ));
+    assert!(removed.contains("refused from now on"), "{removed}");
+    for output in [&out, &moved, &removed] {
+        assert_eq!(output.matches(&secret).count(), usize::from(output == &out));
+    }
+}
