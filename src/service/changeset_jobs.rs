@@ -235,6 +235,23 @@ impl Service {
         let Some(job) = self.store.claim_job(filter, now, lease).await? else {
             return Ok(None);
         };
+        let most = self.settings.publish.queue.max_attempts;
+        if job.changeset.job_attempts > most {
+            // Its workers kept stopping before it ended (each crash's claim
+            // counts): give up rather than crash more of them.
+            let error = format!(
+                "gave up: claimed {} times without ending (did its workers crash?)",
+                job.changeset.job_attempts - 1
+            );
+            if job.changeset.job_action == Some(JobAction::Publish) {
+                self.mark_publish_failed(job.changeset.id, &Error::Internal(error.clone()))
+                    .await;
+            }
+            self.store
+                .finish_job(&job, &JobOutcome::Failed { error }, now)
+                .await?;
+            return Ok(None);
+        }
         if let (Decision::Every(interval), Some(JobAction::Publish)) =
             (decision, job.changeset.job_action)
             && !self.store.take_rollout_slot(now, interval).await?

@@ -96,7 +96,7 @@ impl Service {
     ) -> Result<ChangesetRecord> {
         let queued = self
             .store
-            .enqueue_job(changeset.id, action, delete_branch, Utc::now())
+            .enqueue_job(changeset.id, action, delete_branch, true, Utc::now())
             .await
             .map_err(|error| match error {
                 crate::store::Error::NotFound => Error::Conflict(format!(

@@ -119,7 +119,7 @@ impl Service {
         // A changeset busy with another job syncs when that one is done.
         match self
             .store
-            .enqueue_job(changeset.id, JobAction::Sync, false, Utc::now())
+            .enqueue_job(changeset.id, JobAction::Sync, false, false, Utc::now())
             .await
         {
             Ok(_) => {

@@ -131,13 +131,16 @@ impl Store {
     /// Queues a close, reopen or sync job for a changeset, unless a
     /// publish, close or reopen job of it has not ended (a waiting sync is
     /// replaced; a running one finishes first, and the new job runs
-    /// after). Returns the row, or [`Error::NotFound`] when there is no
+    /// after). Without `over_failed`, a failed publish, close or reopen is
+    /// left as it is too, so that a background sync does not hide its
+    /// error. Returns the row, or [`Error::NotFound`] when there is no
     /// such changeset or it is busy.
     pub async fn enqueue_job(
         &self,
         id: ChangesetId,
         action: JobAction,
         delete_branch_on_close: bool,
+        over_failed: bool,
         now: DateTime<Utc>,
     ) -> Result<ChangesetRecord> {
         let row = sqlx::query(concat!(
@@ -146,13 +149,15 @@ impl Store {
              updated_at = $3, \
              job_state = CASE WHEN job_state = 'processing' THEN 'processing' ELSE 'queued' END \
              WHERE id = $4 AND NOT (job_state IN ('queued', 'processing', 'errored') \
-             AND job_action <> 'sync') RETURNING ",
+             AND job_action <> 'sync') \
+             AND ($5 = 1 OR NOT (job_state = 'failed' AND job_action <> 'sync')) RETURNING ",
             changeset_columns!()
         ))
         .bind(action.as_str())
         .bind(i64::from(delete_branch_on_close))
         .bind(to_millis(now))
         .bind(id.to_string())
+        .bind(i64::from(over_failed))
         .fetch_optional(&self.pool)
         .await?
         .ok_or(Error::NotFound)?;
@@ -173,10 +178,10 @@ impl Store {
             "UPDATE changesets SET job_action = 'sync', job_attempts = 0, \
              job_version = job_version + 1, job_state = 'queued', process_after = $1 \
              WHERE id IN (SELECT id FROM changesets WHERE pr_number IS NOT NULL \
-             AND job_state IN ('completed', 'failed') \
+             AND (job_state = 'completed' OR (job_state = 'failed' AND job_action = 'sync')) \
              AND (external_state IS NULL OR external_state IN ('open', 'draft')) \
              AND (synced_at IS NULL OR synced_at < $2) ORDER BY synced_at LIMIT $3) \
-             AND job_state IN ('completed', 'failed')",
+             AND (job_state = 'completed' OR (job_state = 'failed' AND job_action = 'sync'))",
         )
         .bind(to_millis(now))
         .bind(to_millis(stale_before))

@@ -23,6 +23,7 @@ both_backends!(
     a_request_arriving_while_its_job_runs_is_not_lost,
     workers_publish_every_queued_changeset_exactly_once,
     transient_failures_are_retried_then_fail_with_their_error_and_can_be_retried,
+    a_job_whose_workers_keep_dying_is_given_up,
 );
 
 /// A world whose server runs no workers: the test claims jobs itself.
@@ -298,5 +299,55 @@ async fn transient_failures_are_retried_then_fail_with_their_error_and_can_be_re
     assert!(
         crate::helpers::error_message(&again).contains("has no failed job"),
         "{again}"
+    );
+}
+
+async fn a_job_whose_workers_keep_dying_is_given_up(backend: Backend) {
+    let w = without_workers(backend).await;
+    let id = queue_one(&w, "batch/doomed").await;
+    let store = w.app.service.store();
+    let most = QueueSettings::default().max_attempts;
+    // Workers that claim it and die: each claim's lease lapses unrenewed.
+    let start = Utc::now();
+    for n in 0..=most {
+        let at = start + chrono::Duration::milliseconds(10 * n);
+        let claimed = store
+            .claim_job(ClaimFilter::Any, at, Duration::from_millis(1))
+            .await
+            .unwrap()
+            .expect("claimable again once the lease lapsed");
+        assert_eq!(claimed.changeset.job_attempts, n + 1);
+    }
+    // The next claim, once the last lease lapsed, gives up instead of
+    // running it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(w.app.service.claim_job().await.unwrap().is_none());
+    let failed = store.find_changeset_by_id(id).await.unwrap();
+    assert_eq!(failed.job_state, JobState::Failed);
+    assert!(
+        failed.error.as_deref().unwrap().contains("without ending"),
+        "{:?}",
+        failed.error
+    );
+    // A sync the system queues does not hide that failure; the owner's
+    // own request (retry) does replace it.
+    assert!(
+        store
+            .enqueue_job(
+                id,
+                batchcred::store::JobAction::Sync,
+                false,
+                false,
+                Utc::now()
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        w.app
+            .service
+            .retry_changeset(&Caller::User(w.alice.clone()), id)
+            .await
+            .is_ok()
     );
 }
