@@ -100,6 +100,10 @@ impl Service {
         let mut reports = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
             let outcome = self.enqueue_changeset(caller, user, &spec).await;
+            if outcome.is_ok() {
+                // Idle workers start on it while the rest is queued.
+                self.job_signal.notify_waiters();
+            }
             reports.push(ChangesetReport {
                 index,
                 repository: spec.repository,
@@ -107,7 +111,6 @@ impl Service {
                 outcome,
             });
         }
-        self.job_signal.notify_waiters();
         Ok(reports)
     }
 
