@@ -99,6 +99,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
         },
         sign_in: SignInLimits::default(),
         trusted_proxies: Vec::new(),
+        notify: batchcred::service::NotifySettings::default(),
     };
     let server = Server::build(&store, &config).await.unwrap();
     let service = server.service().clone();

@@ -83,6 +83,8 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     recheck_interval: Option<Duration>,
+    /// How often expiry warnings are sent; `None` when nowhere to send.
+    warning_interval: Option<Duration>,
 }
 
 /// How often expired sessions are purged.
@@ -127,6 +129,10 @@ impl Server {
             code_host_timeout: server_config.code_host_timeout,
             publish: server_config.publish.clone(),
             sign_in: server_config.sign_in,
+            notify: crate::service::NotifySettings {
+                external_url: Some(external_url.clone()),
+                ..server_config.notify.clone()
+            },
         };
         let service = open_service(store_config, settings).await?;
         sweep_leftover_work_dirs();
@@ -145,6 +151,9 @@ impl Server {
                 TrustedProxies::new(server_config.trusted_proxies.clone()),
             ),
             recheck_interval: server_config.recheck_interval,
+            warning_interval: server_config.notify.interval.filter(|_| {
+                server_config.notify.webhook.is_some() || server_config.notify.email.is_some()
+            }),
         })
     }
 
@@ -228,6 +237,9 @@ impl Server {
         let recheck = self.recheck_interval.map(|interval| {
             tokio::spawn(recheck_credentials(self.state.service.clone(), interval))
         });
+        let warnings = self.warning_interval.map(|interval| {
+            tokio::spawn(send_expiry_warnings(self.state.service.clone(), interval))
+        });
         if let Ok(address) = self.local_addr() {
             tracing::info!(%address, "listening");
         }
@@ -261,6 +273,9 @@ impl Server {
         if let Some(sync) = sync {
             sync.abort();
         }
+        if let Some(warnings) = warnings {
+            warnings.abort();
+        }
         result
     }
 }
@@ -288,6 +303,29 @@ async fn recheck_credentials(service: Service, interval: Duration) {
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "re-checking credentials failed"),
+        }
+    }
+}
+
+/// Sends the expiry warnings due (see `service::expiry_warnings`) once
+/// per `interval`. Each warning is claimed in the database before it is
+/// sent, so replicas doing the same at once send it once.
+async fn send_expiry_warnings(service: Service, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match service
+            .send_expiry_warnings(&crate::auth::Caller::Operator)
+            .await
+        {
+            Ok(report) if report.sent + report.failed > 0 => tracing::info!(
+                sent = report.sent,
+                failed = report.failed,
+                "sent expiry warnings"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "sending expiry warnings failed"),
         }
     }
 }

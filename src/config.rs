@@ -184,6 +184,8 @@ pub struct ServerConfig {
     pub sign_in: crate::service::SignInLimits,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Expiry warnings: the period, how often they are sent, and where.
+    pub notify: crate::service::NotifySettings,
 }
 
 impl ServerConfig {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod notify;
 pub mod publish;
 pub mod service;
 pub mod store;

@@ -134,6 +134,23 @@ impl CoreMutation {
         Ok(EmptyResponse::default())
     }
 
+    /// Sets where a user's credential expiry warnings are mailed (the user
+    /// themselves, or site admins); null or blank clears it. Answers the
+    /// address stored.
+    async fn set_user_email(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "userID")] user_id: ID,
+        email: Option<String>,
+    ) -> async_graphql::Result<Option<String>> {
+        let (service, caller) = context_parts(ctx)?;
+        let id = ids::parse_user_id(&user_id).gql()?;
+        service
+            .set_user_email(caller, id, email.as_deref())
+            .await
+            .gql()
+    }
+
     /// Creates an API access token for your own account (site admins
     /// included: nobody mints tokens for someone else), valid for
     /// `durationSeconds` or, without it, until revoked. The token is shown

@@ -199,6 +199,8 @@ impl Local {
                 ..batchcred::service::PublishSettings::default()
             },
             sign_in: batchcred::service::SignInLimits::default(),
+            // One-shot commands send no warnings; `serve` does.
+            notify: batchcred::service::NotifySettings::default(),
         };
         Ok(batchcred::app::open_service(&self.store, settings).await?)
     }

@@ -1,15 +1,19 @@
 //! `batchcred serve`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use batchcred::app::{DrainSettings, Server};
 use batchcred::config::{ConfigFile, ServerConfig, StoreConfig};
+use batchcred::notify::{EmailSettings, WebhookSettings};
 use batchcred::publish::Backoff;
 use batchcred::service::{
-    BackoffPolicy, PublishSettings, QueueSettings, SignInLimits, default_max_concurrent,
+    BackoffPolicy, NotifySettings, PublishSettings, QueueSettings, SignInLimits,
+    default_max_concurrent,
 };
+use secrecy::SecretString;
 
 /// Sessions last this long unless configured otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -119,6 +123,135 @@ pub struct ServeArgs {
     /// in flight (publishing included) before exiting anyway [default: 30].
     #[arg(long, env = "BATCHCRED_SHUTDOWN_TIMEOUT_SECS")]
     shutdown_timeout_secs: Option<u64>,
+
+    /// Tokens expiring within this many days are flagged on every page and
+    /// warned about [default: 7].
+    #[arg(long, env = "BATCHCRED_EXPIRY_WARNING_DAYS")]
+    expiry_warning_days: Option<u32>,
+
+    /// Minutes between rounds sending expiry warnings to the webhook and
+    /// by email, 0 to send none [default: 60].
+    #[arg(long, env = "BATCHCRED_EXPIRY_WARNING_INTERVAL_MINS")]
+    expiry_warning_interval_mins: Option<u64>,
+
+    /// Where expiry warnings are posted as signed JSON; the signing secret
+    /// comes from BATCHCRED_NOTIFY_WEBHOOK_SECRET or
+    /// --notify-webhook-secret-file [default: none].
+    #[arg(long, env = "BATCHCRED_NOTIFY_WEBHOOK_URL")]
+    notify_webhook_url: Option<url::Url>,
+
+    /// A file holding the webhook signing secret.
+    #[arg(long, env = "BATCHCRED_NOTIFY_WEBHOOK_SECRET_FILE")]
+    notify_webhook_secret_file: Option<PathBuf>,
+
+    /// The SMTP server expiry warnings are mailed through:
+    /// smtp://[login@]host[:port] (add ?tls=required for STARTTLS) or
+    /// smtps://[login@]host[:port]; the password comes from
+    /// BATCHCRED_SMTP_PASSWORD or --smtp-password-file [default: none].
+    #[arg(long, env = "BATCHCRED_SMTP_URL")]
+    smtp_url: Option<url::Url>,
+
+    /// A file holding the SMTP password.
+    #[arg(long, env = "BATCHCRED_SMTP_PASSWORD_FILE")]
+    smtp_password_file: Option<PathBuf>,
+
+    /// The sender address of warning emails (needed with --smtp-url).
+    #[arg(long, env = "BATCHCRED_NOTIFY_FROM")]
+    notify_from: Option<String>,
+}
+
+/// Where secrets given in the environment are read from; never flags.
+const WEBHOOK_SECRET_ENV: &str = "BATCHCRED_NOTIFY_WEBHOOK_SECRET";
+const SMTP_PASSWORD_ENV: &str = "BATCHCRED_SMTP_PASSWORD";
+
+/// A secret from the environment variable `env` or the file `file` (one
+/// of them at most); errors name the file, never what it holds.
+fn secret_from(
+    env: Option<String>,
+    env_name: &str,
+    file: Option<&Path>,
+    file_key: &str,
+) -> Result<Option<SecretString>> {
+    match (env.filter(|value| !value.is_empty()), file) {
+        (Some(_), Some(_)) => anyhow::bail!("set either {env_name} or {file_key}, not both"),
+        (Some(value), None) => Ok(Some(SecretString::from(value))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {file_key} {}", path.display()))?;
+            let value = text.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!value.is_empty(), "{file_key} {} is empty", path.display());
+            Ok(Some(SecretString::from(value.to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Expiry warning settings from flags and environment over the file, over
+/// the defaults; `env` reads an environment variable (the secrets).
+fn notify_settings(
+    args: &ServeArgs,
+    file: &ConfigFile,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<NotifySettings> {
+    let defaults = NotifySettings::default();
+    let webhook_secret = secret_from(
+        env(WEBHOOK_SECRET_ENV),
+        WEBHOOK_SECRET_ENV,
+        args.notify_webhook_secret_file
+            .as_deref()
+            .or(file.notify_webhook_secret_file.as_deref()),
+        "notify_webhook_secret_file",
+    )?;
+    let webhook = match (
+        args.notify_webhook_url
+            .clone()
+            .or(file.notify_webhook_url.clone()),
+        webhook_secret,
+    ) {
+        (Some(url), Some(secret)) => Some(WebhookSettings { url, secret }),
+        (Some(_), None) => anyhow::bail!(
+            "--notify-webhook-url needs a signing secret: set {WEBHOOK_SECRET_ENV} or \
+             notify_webhook_secret_file"
+        ),
+        (None, _) => None,
+    };
+    let smtp_password = secret_from(
+        env(SMTP_PASSWORD_ENV),
+        SMTP_PASSWORD_ENV,
+        args.smtp_password_file
+            .as_deref()
+            .or(file.smtp_password_file.as_deref()),
+        "smtp_password_file",
+    )?;
+    let email = match args.smtp_url.clone().or(file.smtp_url.clone()) {
+        Some(smtp_url) => Some(EmailSettings {
+            smtp_url,
+            password: smtp_password,
+            from: args
+                .notify_from
+                .clone()
+                .or(file.notify_from.clone())
+                .context("--smtp-url needs --notify-from, the sender address")?,
+        }),
+        None => None,
+    };
+    Ok(NotifySettings {
+        expiry_warning_days: args
+            .expiry_warning_days
+            .or(file.expiry_warning_days)
+            .unwrap_or(defaults.expiry_warning_days),
+        interval: match args
+            .expiry_warning_interval_mins
+            .or(file.expiry_warning_interval_mins)
+        {
+            None => defaults.interval,
+            Some(0) => None,
+            Some(minutes) => Some(Duration::from_secs(minutes.saturating_mul(60))),
+        },
+        webhook,
+        email,
+        external_url: None,
+    })
 }
 
 /// A network (`10.0.0.0/24`) or a single address (`10.0.0.5`).
@@ -164,6 +297,7 @@ fn drain_settings(args: &ServeArgs, file: &ConfigFile) -> DrainSettings {
 /// the defaults.
 fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
     let rollout_windows = file.rollout_windows()?;
+    let notify = notify_settings(&args, &file, |name| std::env::var(name).ok())?;
     let listen = args.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
     let external_url = match args.external_url.or(file.external_url) {
         Some(url) => url,
@@ -276,6 +410,7 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
             ..SignInLimits::default()
         },
         trusted_proxies,
+        notify,
     })
 }
 
@@ -317,7 +452,10 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConfigFile, DrainSettings, Duration, ServeArgs, drain_settings, parse_network};
+    use super::{
+        ConfigFile, DrainSettings, Duration, ServeArgs, drain_settings, notify_settings,
+        parse_network,
+    };
     use clap::Parser;
 
     #[derive(Parser)]
@@ -342,6 +480,64 @@ mod tests {
         let flagged = drain(&["--drain-secs", "2"], "drain_secs = 0")?;
         assert_eq!(flagged.period, Duration::from_secs(2));
         assert_eq!(flagged.shutdown_timeout, Duration::from_secs(30));
+        Ok(())
+    }
+
+    #[test]
+    fn notification_settings_take_secrets_from_the_environment_or_files_only()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use secrecy::ExposeSecret;
+        let parse = |flags: &[&str]| {
+            Serve::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))
+        };
+        let none = |_: &str| None;
+        let defaults = notify_settings(&parse(&[])?.args, &ConfigFile::default(), none)?;
+        assert_eq!(defaults.expiry_warning_days, 7);
+        assert_eq!(defaults.interval, Some(Duration::from_secs(3600)));
+        assert!(defaults.webhook.is_none() && defaults.email.is_none());
+
+        let hook = parse(&["--notify-webhook-url", "https://hooks.example.com/x"])?;
+        let error = notify_settings(&hook.args, &ConfigFile::default(), none)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("BATCHCRED_NOTIFY_WEBHOOK_SECRET"), "{error}");
+        let env =
+            |name: &str| (name == "BATCHCRED_NOTIFY_WEBHOOK_SECRET").then(|| "from-env".to_owned());
+        let settings = notify_settings(&hook.args, &ConfigFile::default(), env)?;
+        let secret = settings
+            .webhook
+            .map(|w| w.secret.expose_secret().to_owned());
+        assert_eq!(secret.as_deref(), Some("from-env"));
+
+        let dir = tempfile::tempdir()?;
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, "from-file\n")?;
+        let file = ConfigFile::parse(&format!(
+            "notify_webhook_url = \"https://hooks.example.com/y\"\n\
+             notify_webhook_secret_file = {:?}\nexpiry_warning_days = 3\n\
+             expiry_warning_interval_mins = 0\nsmtp_url = \"smtps://me@mail.example.com\"",
+            secret_file.display().to_string()
+        ))?;
+        assert!(
+            notify_settings(&parse(&[])?.args, &file, none).is_err(),
+            "no sender"
+        );
+        let settings = notify_settings(
+            &parse(&["--notify-from", "b@example.com"])?.args,
+            &file,
+            none,
+        )?;
+        assert_eq!(settings.expiry_warning_days, 3);
+        assert_eq!(settings.interval, None);
+        let secret = settings
+            .webhook
+            .map(|w| w.secret.expose_secret().to_owned());
+        assert_eq!(secret.as_deref(), Some("from-file"));
+        assert!(
+            notify_settings(&parse(&[])?.args, &file, env).is_err(),
+            "env and file both"
+        );
         Ok(())
     }
 

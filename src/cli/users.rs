@@ -32,6 +32,14 @@ pub enum UsersCommand {
         /// Login name.
         username: String,
     },
+    /// Set where a user's credential expiry warnings are mailed; an empty
+    /// ADDRESS clears it.
+    SetEmail {
+        /// Login name.
+        username: String,
+        /// Email address, or "" to clear it.
+        address: String,
+    },
     /// Forget an account's failed sign-ins, ending its back-off (when
     /// someone keeps guessing to lock it out).
     Unlock {
@@ -92,6 +100,16 @@ pub async fn run_users(service: &Service, command: UsersCommand) -> Result<()> {
             let user = service.user_by_username(&OPERATOR, &username).await?;
             let ended = service.end_sessions(&OPERATOR, user.id).await?;
             println!("ended {ended} session(s) of {}", user.username);
+        }
+        UsersCommand::SetEmail { username, address } => {
+            let user = service.user_by_username(&OPERATOR, &username).await?;
+            match service
+                .set_user_email(&OPERATOR, user.id, Some(&address))
+                .await?
+            {
+                Some(email) => println!("expiry warnings for {} go to {email}", user.username),
+                None => println!("{} gets no warning emails", user.username),
+            }
         }
         UsersCommand::Unlock { username } => {
             service

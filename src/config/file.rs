@@ -43,6 +43,15 @@ pub struct ConfigFile {
     pub trusted_proxies: Option<Vec<String>>,
     pub drain_secs: Option<u64>,
     pub shutdown_timeout_secs: Option<u64>,
+    pub expiry_warning_days: Option<u32>,
+    pub expiry_warning_interval_mins: Option<u64>,
+    pub notify_webhook_url: Option<url::Url>,
+    /// The webhook signing secret itself stays out of this file.
+    pub notify_webhook_secret_file: Option<PathBuf>,
+    pub smtp_url: Option<url::Url>,
+    /// The SMTP password itself stays out of this file.
+    pub smtp_password_file: Option<PathBuf>,
+    pub notify_from: Option<String>,
     /// `[[rollout_windows]]` tables; see [`ConfigFile::rollout_windows`].
     pub rollout_windows: Option<Vec<RolloutWindowSetting>>,
 }

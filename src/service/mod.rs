@@ -11,6 +11,7 @@ mod changesets;
 mod checks;
 mod code_hosts;
 mod credentials;
+mod expiry_warnings;
 mod keys;
 mod page;
 mod publish;
@@ -27,6 +28,7 @@ pub use changeset_list::{ChangesetQuery, ChangesetStatus, ChangesetView};
 pub use checks::RecheckReport;
 pub use code_hosts::{AddCodeHost, CodeHostView, PolicyRequest, PolicyView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
+pub use expiry_warnings::{CredentialNotice, NotifySettings, WarningReport};
 pub use keys::{KeyStatus, KeyUse, ReencryptReport};
 pub use page::{Page, PageRequest};
 pub use publish::{
@@ -170,6 +172,8 @@ pub struct ServiceSettings {
     pub code_host_timeout: Duration,
     pub publish: PublishSettings,
     pub sign_in: SignInLimits,
+    /// Expiry warnings: the period, the round interval, where they go.
+    pub notify: NotifySettings,
 }
 
 /// The service: cheap to clone, shared by every request.
@@ -191,6 +195,8 @@ pub struct Service {
     job_signal: Arc<tokio::sync::Notify>,
     /// Bounds password checks and throttles sign-in per client address.
     sign_in_guard: Arc<sign_in_guard::SignInGuard>,
+    /// The webhook sender and mailer expiry warnings go out through.
+    notifiers: Arc<expiry_warnings::Notifiers>,
 }
 
 /// Token checks one server runs against code hosts at once; more wait.
@@ -201,6 +207,7 @@ impl Service {
         let code_hosts = ApiClient::new(settings.code_host_timeout)
             .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
         let sign_in_guard = Arc::new(sign_in_guard::SignInGuard::new(settings.sign_in));
+        let notifiers = Arc::new(expiry_warnings::Notifiers::new(&settings.notify)?);
         Ok(Self {
             store,
             encryptor,
@@ -213,6 +220,7 @@ impl Service {
             ),
             settings: Arc::new(settings),
             sign_in_guard,
+            notifiers,
             job_signal: Arc::new(tokio::sync::Notify::new()),
         })
     }

@@ -335,7 +335,9 @@ impl Store {
     ) -> Result<()> {
         let done = sqlx::query(
             "UPDATE credentials SET code_host_user = $1, scopes = $2, token_expires_at = $3, \
-             warnings = $4, last_checked_at = $5, last_check_error = $6 WHERE id = $7",
+             warnings = $4, last_checked_at = $5, last_check_error = $6, \
+             check_failed_since = CASE WHEN $6 IS NULL THEN NULL \
+             ELSE COALESCE(check_failed_since, $5) END WHERE id = $7",
         )
         .bind(check.code_host_user.as_deref())
         .bind(check.scopes.as_deref().map(to_json_list))

@@ -10,6 +10,7 @@ mod changeset_jobs;
 mod changesets;
 mod code_hosts;
 mod credentials;
+mod expiry_warnings;
 mod sessions;
 mod sign_in_failures;
 mod users;
@@ -22,6 +23,7 @@ pub use changeset_jobs::{
 pub use changesets::{ChangesetRecord, ChangesetState, JobAction, JobState};
 pub use code_hosts::{CodeHostRecord, CodeHostUpdate, NewCodeHost};
 pub use credentials::{CheckState, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate};
+pub use expiry_warnings::{FlaggedCredential, WarningChannel, WarningKey, WarningReason};
 pub use sessions::SessionRecord;
 pub use sign_in_failures::SignInFailures;
 pub use users::{NewUser, UserRecord};

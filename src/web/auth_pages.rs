@@ -57,6 +57,7 @@ fn form_page(
                 user: None,
                 csrf: csrf::token_for(seed.as_deref()),
                 section: "",
+                notices: Vec::new(),
             };
             (jar, chrome)
         }

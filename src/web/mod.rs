@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::http::AppState;
+use crate::service::CredentialNotice;
 use crate::store::UserRecord;
 use session::WebCaller;
 
@@ -145,6 +146,9 @@ pub(crate) struct Chrome {
     pub csrf: String,
     /// Which sidebar entry is current, for `aria-current`.
     pub section: &'static str,
+    /// Credentials the user should act on (theirs; the site's for site
+    /// admins), shown at the top of every page.
+    pub notices: Vec<CredentialNotice>,
 }
 
 impl Chrome {
@@ -153,6 +157,16 @@ impl Chrome {
             user: caller.caller.user().cloned(),
             csrf: caller.csrf_token(),
             section,
+            notices: caller.notices.clone(),
+        }
+    }
+
+    /// Where the notice links: the settings page listing the credentials.
+    pub(crate) fn notice_link(&self, notice: &CredentialNotice) -> &'static str {
+        if notice.site {
+            "/site-admin/batch-changes"
+        } else {
+            HOME
         }
     }
 

@@ -8,7 +8,7 @@ use axum_extra::extract::CookieJar;
 use super::{WebError, csrf};
 use crate::auth::Caller;
 use crate::http::AppState;
-use crate::service::Error;
+use crate::service::{CredentialNotice, Error};
 use crate::store::UserRecord;
 
 /// The caller of a page request. An unknown or expired session is simply
@@ -16,6 +16,9 @@ use crate::store::UserRecord;
 pub(crate) struct WebCaller {
     pub caller: Caller,
     csrf_seed: Option<String>,
+    /// The caller's credentials needing attention, for the notice on every
+    /// page; read for page views (GET) only, as forms answer a redirect.
+    pub notices: Vec<CredentialNotice>,
 }
 
 impl WebCaller {
@@ -49,6 +52,23 @@ impl FromRequestParts<AppState> for WebCaller {
                 Err(other) => return Err(WebError::Service(other)),
             },
         };
-        Ok(Self { caller, csrf_seed })
+        let notices = if parts.method == axum::http::Method::GET {
+            // The notice is a courtesy: a failure to read it never fails
+            // the page.
+            match state.service.credential_notices(&caller).await {
+                Ok(notices) => notices,
+                Err(error) => {
+                    tracing::warn!(%error, "reading credential notices failed");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            caller,
+            csrf_seed,
+            notices,
+        })
     }
 }

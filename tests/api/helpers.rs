@@ -9,7 +9,7 @@ use batchcred::auth::Caller;
 use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
 use batchcred::crypto::Keyring;
 use batchcred::domain::ChangesetId;
-use batchcred::service::{PublishSettings, QueueSettings, Service, SignInLimits};
+use batchcred::service::{NotifySettings, PublishSettings, QueueSettings, Service, SignInLimits};
 use batchcred::store::{ChangesetRecord, JobState};
 
 use crate::support::codehost::Emulator;
@@ -86,6 +86,8 @@ pub struct AppOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Serve `/metrics` on a loopback port of its own.
     pub metrics: bool,
+    /// Expiry warnings: sent nowhere unless a test sets a channel.
+    pub notify: NotifySettings,
 }
 
 impl Default for AppOptions {
@@ -115,6 +117,7 @@ impl Default for AppOptions {
             sign_in: SignInLimits::default(),
             trusted_proxies: Vec::new(),
             metrics: false,
+            notify: NotifySettings::default(),
             external_url: "http://batchcred.test".parse().expect("url"),
         }
     }
@@ -235,6 +238,7 @@ async fn start(
         publish: options.publish,
         sign_in: options.sign_in,
         trusted_proxies: options.trusted_proxies,
+        notify: options.notify,
     };
     let server = Server::build(&store, &config).await.expect("server starts");
     let address = server.local_addr().expect("bound");

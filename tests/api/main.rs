@@ -14,6 +14,7 @@ mod cli;
 mod codehost_lifecycle;
 mod credentials;
 mod drain;
+mod expiry_warnings;
 mod git_push;
 mod global_policy;
 mod helpers;

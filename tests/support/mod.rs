@@ -5,4 +5,5 @@
 
 pub mod codehost;
 pub mod git_http;
+pub mod smtp_sink;
 pub mod sshd;
