@@ -26,5 +26,10 @@ pub async fn serve_metrics(listener: TcpListener, service: Service) -> std::io::
 async fn render(State(service): State<Service>) -> impl IntoResponse {
     let pool = service.database_pool();
     metrics::db_pool(pool.open, pool.idle, pool.max);
+    match service.job_counts().await {
+        Ok(counts) => metrics::changeset_job_states(&counts),
+        // The rest of the page is still worth serving.
+        Err(error) => tracing::warn!(%error, "could not count changeset jobs for the metrics"),
+    }
     ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], metrics::render())
 }

@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::domain::{ChangesetId, Decision, UserId};
 use crate::publish::{ChangeSpec, ChangesetSpec};
 use crate::store::{
-    ChangesetRecord, ChangesetState, ClaimFilter, ClaimedJob, JobAction, JobOutcome,
+    ChangesetRecord, ChangesetState, ClaimFilter, ClaimedJob, JobAction, JobOutcome, JobState,
 };
 
 /// How the job queue runs.
@@ -210,6 +210,16 @@ impl Service {
         changeset
             .filter(|c| caller.require_acting_for(c.user_id).is_ok())
             .ok_or_else(|| Error::NotFound("no such changeset".into()))
+    }
+
+    /// How many changeset jobs are in each state (queue depth), for the
+    /// metrics.
+    pub async fn job_counts(&self) -> Result<Vec<(JobState, i64)>> {
+        let counts = self.store.count_jobs_by_state().await?;
+        Ok(counts
+            .into_iter()
+            .filter_map(|(state, count)| Some((state.parse().ok()?, count)))
+            .collect())
     }
 
     pub fn queue_settings(&self) -> QueueSettings {

@@ -377,6 +377,15 @@ impl Store {
         Ok(())
     }
 
+    /// How many changesets' jobs are in each state, for the metrics.
+    pub async fn count_jobs_by_state(&self) -> Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT job_state, COUNT(*) FROM changesets GROUP BY job_state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// The changesets with these ids (those that exist), for following
     /// jobs' progress.
     pub async fn changesets_by_ids(&self, ids: &[ChangesetId]) -> Result<Vec<ChangesetRecord>> {

@@ -21,6 +21,7 @@ pub const RATE_LIMIT_WAIT_SECONDS: &str = "batchcred_rate_limit_wait_seconds_tot
 pub const CREDENTIAL_CHECKS: &str = "batchcred_credential_checks_total";
 pub const CHANGESET_PUBLISHES: &str = "batchcred_changeset_publishes_total";
 pub const CHANGESET_JOBS: &str = "batchcred_changeset_jobs_total";
+pub const CHANGESET_JOB_STATES: &str = "batchcred_changeset_jobs";
 pub const RECHECK_RUNS: &str = "batchcred_recheck_runs_total";
 pub const DB_POOL_CONNECTIONS: &str = "batchcred_db_pool_connections";
 pub const DB_POOL_MAX_CONNECTIONS: &str = "batchcred_db_pool_max_connections";
@@ -97,6 +98,10 @@ fn describe() {
     );
     describe_counter!(CREDENTIAL_CHECKS, "Credential checks by result");
     describe_counter!(CHANGESET_PUBLISHES, "Changeset publishes by outcome");
+    describe_gauge!(
+        CHANGESET_JOB_STATES,
+        "Changesets by the state of their job (queue depth), sampled at each scrape"
+    );
     describe_counter!(
         CHANGESET_JOBS,
         "Changeset jobs by action (publish, close, reopen, sync) and outcome (queued, completed, errored, failed, released, lease_lost)"
@@ -222,6 +227,25 @@ pub fn db_pool(size: u32, idle: usize, max: u32) {
     gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
     gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set((f64::from(size) - idle).max(0.0));
     gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(max));
+}
+
+/// Changesets by job state, as counted at a scrape; states with none are
+/// reported as zero.
+pub fn changeset_job_states(counts: &[(crate::store::JobState, i64)]) {
+    use crate::store::JobState;
+    for state in [
+        JobState::Queued,
+        JobState::Processing,
+        JobState::Completed,
+        JobState::Errored,
+        JobState::Failed,
+    ] {
+        let count = counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n);
+        gauge!(CHANGESET_JOB_STATES, "state" => state.as_str()).set(count as f64);
+    }
 }
 
 #[cfg(test)]

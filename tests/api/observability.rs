@@ -133,6 +133,11 @@ async fn metrics_are_served_on_their_own_listener_only() {
         "batchcred_changeset_publishes_total",
         &[r#"outcome="failed""#],
     );
+    expect(
+        "batchcred_changeset_jobs_total",
+        &[r#"action="publish""#, r#"outcome="failed""#],
+    );
+    expect("batchcred_changeset_jobs", &[r#"state="failed""#]);
     expect("batchcred_recheck_runs_total", &[r#"outcome="ok""#]);
     expect("batchcred_db_pool_connections", &[r#"state="idle""#]);
     expect("batchcred_db_pool_connections", &[r#"state="in_use""#]);
