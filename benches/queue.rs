@@ -127,10 +127,13 @@ async fn main() {
     let two_to = progress.wait_for(total / 2, &mut [&mut a, &mut b]).await;
     let two_rate = two_to.rate_since(&two_from);
 
-    // Phase 3: B dies with jobs in flight; A goes on; B comes back.
-    let in_flight = setup.processing(&ids).await;
+    // Phase 3: B dies with jobs in flight; A goes on; B comes back. Read
+    // after the kill, the jobs in flight are A's and all of B's orphans
+    // (theirs stay claimed until the lease lapses); read before, B could
+    // claim more in between.
     let b_peak_kb = b.kill();
     let killed_at = Instant::now();
+    let in_flight = setup.processing(&ids).await;
     tokio::time::sleep(RESTART_AFTER).await;
     let mut b2 = Replica::start("B (restarted)", &env).await;
     let mut in_flight_done: HashMap<ChangesetId, Duration> = HashMap::new();
@@ -231,8 +234,8 @@ async fn main() {
         two_rate / ceiling_rate
     );
     println!(
-        "  B killed (SIGKILL) at {} done with {} jobs in flight, {} of them its own (claimed again); \
-         restarted after {} s",
+        "  B killed (SIGKILL) at {} done; jobs in flight then: {} (A's and B's), {} of them B's \
+         (claimed again); B restarted after {} s",
         two_to.count,
         in_flight.len(),
         orphaned.len(),
