@@ -377,6 +377,7 @@ impl Setup {
             },
             sign_in: SignInLimits::default(),
             trusted_proxies: Vec::new(),
+            notify: batchcred::service::NotifySettings::default(),
         };
         let server = Server::build(&store, &config).await.unwrap();
         let service = server.service().clone();
