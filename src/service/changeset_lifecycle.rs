@@ -149,6 +149,7 @@ impl Service {
         number: u64,
     ) -> Result<ChangesetRecord> {
         caller.require_publishing_as(user)?;
+        super::publish::check_repository_name(repository)?;
         let host = self
             .configured_code_host(&CodeHostUrl::parse(code_host)?)
             .await?;

@@ -143,25 +143,31 @@ fn same_branch(a: &str, b: &str) -> bool {
     plain(a).eq_ignore_ascii_case(&plain(b))
 }
 
+/// Refuses a repository name that is not `owner/name` (or
+/// `group/subgroup/project`), or that could turn a code host API path
+/// elsewhere (`..`, `?`, `#`, `%`, spaces).
+pub(super) fn check_repository_name(repository: &str) -> Result<()> {
+    let bad = repository.is_empty()
+        || repository.starts_with('/')
+        || repository.ends_with('/')
+        || repository.contains("..")
+        || !repository.contains('/')
+        || repository
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%'));
+    if bad {
+        return Err(invalid(format!(
+            "repository {repository:?} must look like owner/name"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks what git and the code host APIs would otherwise choke on, and
 /// what could turn a push against the repository, before anything is
 /// recorded or any code host asked.
 fn validate(spec: &ChangesetSpec, settings: &PublishSettings) -> Result<()> {
-    let bad_repo = spec.repository.is_empty()
-        || spec.repository.starts_with('/')
-        || spec.repository.ends_with('/')
-        || spec.repository.contains("..")
-        || !spec.repository.contains('/')
-        || spec
-            .repository
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%'));
-    if bad_repo {
-        return Err(invalid(format!(
-            "repository {:?} must look like owner/name",
-            spec.repository
-        )));
-    }
+    check_repository_name(&spec.repository)?;
     if spec.title.trim().is_empty() {
         return Err(invalid("a changeset needs a title"));
     }

@@ -299,9 +299,11 @@ pub(super) struct ActionForm {
 }
 
 impl ActionForm {
-    /// Back to the listing the form was on (never anywhere else).
+    /// Back to the listing the form was on (never anywhere else, and
+    /// nothing that could not be a header value).
     fn back(&self) -> Redirect {
-        if self.back.starts_with(&format!("{PATH}?")) || self.back == PATH {
+        let on_this_page = self.back.starts_with(&format!("{PATH}?")) || self.back == PATH;
+        if on_this_page && self.back.chars().all(|c| c.is_ascii_graphic()) {
             Redirect::to(&self.back)
         } else {
             Redirect::to(PATH)

@@ -223,6 +223,19 @@ async fn a_pull_request_opened_by_hand_is_imported_and_tracked(backend: Backend)
     assert_eq!(error_code(&again), Some("CONFLICT"), "{again}");
     let missing = w.app.graphql(&alice.auth, import, vars(9999)).await;
     assert_eq!(error_code(&missing), Some("NOT_FOUND"), "{missing}");
+    let traversal = w
+        .app
+        .graphql(
+            &alice.auth,
+            import,
+            json!({ "u": w.emulator.url("github"), "r": "acme/web/../../../user", "n": 1 }),
+        )
+        .await;
+    assert_eq!(
+        error_code(&traversal),
+        Some("BAD_USER_INPUT"),
+        "{traversal}"
+    );
     // Tracked: syncing reads it; closing never offers to delete a branch
     // batchcred did not push.
     let id = imported["id"].clone();

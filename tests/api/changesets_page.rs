@@ -95,6 +95,17 @@ async fn the_changesets_page_shows_and_acts_on_changesets() {
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    // A return address that could be no header value goes back to the list.
+    let (status, _) = alice
+        .post(
+            &format!("{PAGE}/{}/sync", ids[0]),
+            &[
+                ("csrf", &csrf),
+                ("back", "/batch-changes/changesets?a\r\nSet-Cookie: x=1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
     let retried = w
         .app
         .service
