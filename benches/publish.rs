@@ -91,6 +91,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
         session_idle_timeout: None,
         code_host_timeout: Duration::from_secs(30),
         recheck_interval: None,
+        audit_retention: None,
         // The emulator has no secondary rate limits to respect.
         publish: PublishSettings {
             github_pull_request_interval: Duration::ZERO,

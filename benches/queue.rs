@@ -367,6 +367,7 @@ impl Setup {
             session_idle_timeout: None,
             code_host_timeout: Duration::from_secs(30),
             recheck_interval: None,
+            audit_retention: None,
             publish: PublishSettings {
                 queue: QueueSettings {
                     workers: 0,

@@ -83,6 +83,7 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     recheck_interval: Option<Duration>,
+    audit_retention: Option<Duration>,
     /// How often expiry warnings are sent; `None` when nowhere to send.
     warning_interval: Option<Duration>,
 }
@@ -151,6 +152,7 @@ impl Server {
                 TrustedProxies::new(server_config.trusted_proxies.clone()),
             ),
             recheck_interval: server_config.recheck_interval,
+            audit_retention: server_config.audit_retention,
             warning_interval: server_config.notify.interval.filter(|_| {
                 server_config.notify.webhook.is_some() || server_config.notify.email.is_some()
             }),
@@ -234,6 +236,9 @@ impl Server {
             .queue_settings()
             .sync_interval
             .map(|interval| tokio::spawn(sync_changesets(self.state.service.clone(), interval)));
+        let prune = self
+            .audit_retention
+            .map(|retention| tokio::spawn(prune_audit_log(self.state.service.clone(), retention)));
         let recheck = self.recheck_interval.map(|interval| {
             tokio::spawn(recheck_credentials(self.state.service.clone(), interval))
         });
@@ -269,6 +274,9 @@ impl Server {
         upgrade_seals.abort();
         if let Some(recheck) = recheck {
             recheck.abort();
+        }
+        if let Some(prune) = prune {
+            prune.abort();
         }
         if let Some(sync) = sync {
             sync.abort();
@@ -346,6 +354,28 @@ async fn sync_changesets(service: Service, interval: Duration) {
             Ok(0) => {}
             Ok(queued) => tracing::info!(queued, "queued syncs of open pull requests"),
             Err(error) => tracing::warn!(%error, "queueing pull request syncs failed"),
+        }
+    }
+}
+
+/// How often entries past the audit retention are removed.
+const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Removes audit entries older than `retention`, hourly. Each round is
+/// one transaction that also records where the chain now starts, so a
+/// round cut short removes nothing.
+async fn prune_audit_log(service: Service, retention: Duration) {
+    let mut ticks = tokio::time::interval(AUDIT_PRUNE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match service
+            .prune_audit_log(&crate::auth::Caller::Operator, retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed audit entries past the retention"),
+            Err(error) => tracing::warn!(%error, "removing old audit entries failed"),
         }
     }
 }

@@ -179,6 +179,8 @@ pub struct ServerConfig {
     /// How often stored credentials are checked again against their code
     /// hosts; `None` turns the background check off.
     pub recheck_interval: Option<Duration>,
+    /// Audit entries older than this are removed; `None` keeps them all.
+    pub audit_retention: Option<Duration>,
     pub publish: crate::service::PublishSettings,
     /// Sign-in throttling and the bound on concurrent password checks.
     pub sign_in: crate::service::SignInLimits,

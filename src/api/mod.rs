@@ -6,6 +6,7 @@
 //! unchanged. Resolvers only translate: every decision is made by the
 //! [`Service`] for the request's [`Caller`].
 
+mod audit;
 mod changesets;
 mod commit_signing;
 mod error;

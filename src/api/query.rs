@@ -91,6 +91,33 @@ impl QueryRoot {
         }
     }
 
+    /// The audit log, newest first: every entry for site admins; a user
+    /// sees the entries about them or done by them (and may only filter on
+    /// themselves).
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        user: Option<ID>,
+        event: Option<String>,
+        #[graphql(name = "codeHostURL")] code_host_url: Option<String>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[graphql(default = 50)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::audit::AuditLogConnection> {
+        super::audit::list(
+            ctx,
+            user,
+            event,
+            code_host_url,
+            since,
+            until,
+            PageRequest { first, after },
+        )
+        .await
+    }
+
     /// Every code host with its global credential (site admins only).
     async fn batch_changes_code_hosts(
         &self,

@@ -5,6 +5,8 @@ use batchcred::crypto::{KeyId, KeySource, Keyring};
 use batchcred::store::CredentialOwner;
 use clap::Subcommand;
 
+use batchcred::service::KeyringChange;
+
 use super::{Local, OPERATOR};
 
 #[derive(Subcommand, Debug)]
@@ -51,6 +53,11 @@ pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
                 rotated.primary_id(),
                 path.display()
             );
+            local
+                .open()
+                .await?
+                .record_keyring_change(&OPERATOR, KeyringChange::Rotated, rotated.primary_id())
+                .await?;
             reencrypt(local).await?;
         }
         KeysCommand::Reencrypt => reencrypt(local).await?,
@@ -129,6 +136,9 @@ async fn retire(local: &Local, key_id: &str) -> Result<()> {
         );
     }
     keyring.without(&key)?.write_file(&path)?;
+    service
+        .record_keyring_change(&OPERATOR, KeyringChange::Retired, &key)
+        .await?;
     println!("retired key {key} from {}", path.display());
     Ok(())
 }

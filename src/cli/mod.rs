@@ -2,6 +2,7 @@
 //! directly on the local store as the operator, through the same service
 //! layer the API uses.
 
+mod audit;
 mod changesets;
 mod codehosts;
 mod credentials;
@@ -124,6 +125,9 @@ enum Command {
     /// Manage published changesets (hand one over to another user).
     #[command(subcommand)]
     Changesets(changesets::ChangesetsCommand),
+    /// Read and check the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the GraphQL schema (SDL).
     Schema,
 }
@@ -165,6 +169,7 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Keys(command) => keys::run(&local, command).await,
         Command::Publish(args) => publish::run(&local.open().await?, args).await,
         Command::Changesets(command) => changesets::run(&local.open().await?, command).await,
+        Command::Audit(command) => audit::run(&local.open().await?, command).await,
     }
 }
 

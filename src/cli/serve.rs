@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// code hosts, 0 to turn them off [default: 12].
     #[arg(long, env = "BATCHCRED_RECHECK_INTERVAL_HOURS")]
     recheck_interval_hours: Option<u64>,
+    /// Days audit entries are kept; older ones are removed hourly
+    /// [default: none; kept forever].
+    #[arg(long, env = "BATCHCRED_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u64).range(1..))]
+    audit_retention_days: Option<u64>,
 
     /// Milliseconds between two pull requests opened on one GitHub code
     /// host (GitHub's secondary rate limits punish bursts) [default: 1000].
@@ -367,6 +371,10 @@ fn server_config(args: ServeArgs, file: ConfigFile) -> Result<ServerConfig> {
         },
         code_host_timeout: Duration::from_secs(timeout.unwrap_or(10).max(1)),
         // 0 hours turns the background check off.
+        audit_retention: args
+            .audit_retention_days
+            .or(file.audit_retention_days)
+            .map(|days| Duration::from_secs(days.saturating_mul(86_400))),
         recheck_interval: match recheck.unwrap_or(12) {
             0 => None,
             h => Some(hours(h)),

@@ -30,6 +30,7 @@ pub struct ConfigFile {
     pub session_idle_timeout_hours: Option<u64>,
     pub code_host_timeout_secs: Option<u64>,
     pub recheck_interval_hours: Option<u64>,
+    pub audit_retention_days: Option<u64>,
     pub github_pr_interval_ms: Option<u64>,
     pub max_rate_limit_wait_secs: Option<u64>,
     pub max_git_jobs: Option<u64>,

@@ -100,16 +100,27 @@ impl Service {
             last_used_at: None,
             expires_at,
         };
+        let audit = super::audit::by(caller, super::audit::event::ACCESS_TOKEN_CREATED)
+            .user(user.id)
+            .detail(serde_json::json!({
+                "token_id": record.id.to_string(),
+                "prefix": record.prefix,
+                "note": record.note,
+                "expires_at": expires_at.map(|at| at.to_rfc3339()),
+            }));
         self.store
-            .insert_access_token(NewAccessToken {
-                id: record.id,
-                user_id: record.user_id,
-                token_hash: &token.hash(),
-                prefix: record.prefix.as_deref().unwrap_or_default(),
-                note: &record.note,
-                created_at: now,
-                expires_at,
-            })
+            .insert_access_token(
+                &audit,
+                NewAccessToken {
+                    id: record.id,
+                    user_id: record.user_id,
+                    token_hash: &token.hash(),
+                    prefix: record.prefix.as_deref().unwrap_or_default(),
+                    note: &record.note,
+                    created_at: now,
+                    expires_at,
+                },
+            )
             .await?;
         tracing::info!(user = %user.username, token_id = %record.id, "access token created");
         Ok(CreatedAccessToken { record, token })
@@ -154,8 +165,14 @@ impl Service {
     /// request with it fails on every replica.
     pub async fn delete_access_token(&self, caller: &Caller, id: AccessTokenId) -> Result<()> {
         let token = self.access_token(caller, id).await?;
+        let audit = super::audit::by(caller, super::audit::event::ACCESS_TOKEN_REVOKED)
+            .user(token.user_id)
+            .detail(serde_json::json!({
+                "token_id": token.id.to_string(),
+                "prefix": token.prefix,
+            }));
         self.store
-            .delete_access_token(token.id)
+            .delete_access_token(&audit, token.id)
             .await
             .map_err(not_found("access token"))?;
         tracing::info!(token_id = %token.id, "access token revoked");

@@ -39,7 +39,7 @@ impl Service {
         if self.store.site_initialized().await? {
             return Err(already());
         }
-        self.insert_first_user(username, password)
+        self.insert_first_user(&Caller::Anonymous, username, password)
             .await?
             .ok_or_else(already)
     }
@@ -58,12 +58,15 @@ impl Service {
         site_admin: bool,
     ) -> Result<UserRecord> {
         match caller.require_site_admin() {
-            Ok(()) => self.insert_user(username, password, site_admin).await,
+            Ok(()) => {
+                self.insert_user(caller, username, password, site_admin)
+                    .await
+            }
             Err(denied) => {
                 if self.store.site_initialized().await? {
                     return Err(denied.into());
                 }
-                self.insert_first_user(username, password)
+                self.insert_first_user(caller, username, password)
                     .await?
                     .ok_or_else(|| Error::from(denied))
             }
@@ -74,11 +77,13 @@ impl Service {
     /// another account was first.
     async fn insert_first_user(
         &self,
+        caller: &Caller,
         username: &str,
         password: SecretString,
     ) -> Result<Option<UserRecord>> {
         let new_user = self.new_user(username, password, true).await?;
-        let user = self.store.insert_first_user(new_user).await?;
+        let audit = user_created(caller, &new_user);
+        let user = self.store.insert_first_user(&audit, new_user).await?;
         if let Some(user) = &user {
             tracing::info!(user = %user.username, "first user created, site admin");
         }
@@ -87,12 +92,14 @@ impl Service {
 
     async fn insert_user(
         &self,
+        caller: &Caller,
         username: &str,
         password: SecretString,
         site_admin: bool,
     ) -> Result<UserRecord> {
         let new_user = self.new_user(username, password, site_admin).await?;
-        let user = self.store.insert_user(new_user).await?;
+        let audit = user_created(caller, &new_user);
+        let user = self.store.insert_user(&audit, new_user).await?;
         tracing::info!(user = %user.username, site_admin = user.site_admin, "user created");
         Ok(user)
     }
@@ -152,7 +159,11 @@ impl Service {
                 "you cannot delete your own account".into(),
             ));
         }
-        self.store.delete_user(id).await.map_err(not_found("user"))
+        let audit = super::audit::by(caller, super::audit::event::USER_DELETED).user(id);
+        self.store
+            .delete_user(&audit, id)
+            .await
+            .map_err(not_found("user"))
     }
 
     pub async fn set_site_admin(
@@ -167,8 +178,11 @@ impl Service {
                 "you cannot change your own site admin status".into(),
             ));
         }
+        let audit = super::audit::by(caller, super::audit::event::USER_SITE_ADMIN)
+            .user(id)
+            .detail(serde_json::json!({ "site_admin": site_admin }));
         self.store
-            .set_site_admin(id, site_admin)
+            .set_site_admin(&audit, id, site_admin)
             .await
             .map_err(not_found("user"))
     }
@@ -195,14 +209,31 @@ impl Service {
             })
             .await?;
         let Some(user) = found else {
+            // Tied to the account when one has that name; a name that is
+            // none is not recorded (people type passwords into it).
+            let audit = super::audit::by(&Caller::Anonymous, super::audit::event::SIGN_IN).failed();
+            let audit = match self.store.find_user_by_username(username).await {
+                Ok(account) => audit.user(account.id).detail(serde_json::json!({
+                    "username": account.username,
+                    "client": client.to_string(),
+                })),
+                Err(_) => audit.detail(serde_json::json!({
+                    "unknown_account": true,
+                    "client": client.to_string(),
+                })),
+            };
+            self.store.record_audit(&audit).await?;
             return Err(Error::Unauthenticated(BAD_CREDENTIALS.into()));
         };
         let token = RandomToken::generate(SESSION_PREFIX)?;
         let now = Utc::now();
         let ttl = chrono::Duration::from_std(self.settings.session_ttl)
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let audit = super::audit::by(&Caller::User(user.clone()), super::audit::event::SIGN_IN)
+            .user(user.id)
+            .detail(serde_json::json!({ "client": client.to_string() }));
         self.store
-            .insert_session(&token.hash(), user.id, now, now + ttl)
+            .insert_session(&audit, &token.hash(), user.id, now, now + ttl)
             .await?;
         tracing::info!(user = %user.username, "signed in");
         Ok((SessionToken(token), user))
@@ -297,7 +328,19 @@ impl Service {
     }
 
     pub async fn sign_out(&self, session: &str) -> Result<()> {
-        Ok(self.store.delete_session(&sha256_hex(session)).await?)
+        let hash = sha256_hex(session);
+        let audit = match self.store.find_session(&hash).await {
+            Ok(found) => Some(
+                super::audit::by(
+                    &Caller::User(found.user.clone()),
+                    super::audit::event::SIGN_OUT,
+                )
+                .user(found.user.id),
+            ),
+            Err(crate::store::Error::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        Ok(self.store.delete_session(audit.as_ref(), &hash).await?)
     }
 
     /// Forgets the failed sign-ins counted for `username`, ending its
@@ -322,4 +365,12 @@ impl Service {
             .forget_before(Utc::now());
         Ok(self.store.delete_sign_in_failures_before(before).await?)
     }
+}
+
+/// The entry for a new account (whether it became a site admin is added
+/// by the store, which decides it for the first account).
+fn user_created(caller: &Caller, user: &crate::store::NewUser) -> crate::store::AuditEntry {
+    super::audit::by(caller, super::audit::event::USER_CREATED)
+        .user(user.id)
+        .detail(serde_json::json!({ "username": user.username }))
 }

@@ -9,13 +9,15 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
+use super::CredentialSource;
 use super::publish::{Preparation, Prepared, PublishResult, PublishedChangeset};
 use super::{ChangesetReport, Error, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{ChangesetId, Decision, UserId};
+use crate::domain::{ChangesetId, CredentialId, Decision, UserId};
 use crate::publish::{ChangeSpec, ChangesetSpec};
 use crate::store::{
-    ChangesetRecord, ChangesetState, ClaimFilter, ClaimedJob, JobAction, JobOutcome, JobState,
+    AuditEntry, ChangesetRecord, ChangesetState, ClaimFilter, ClaimedJob, JobAction, JobOutcome,
+    JobState,
 };
 
 /// How the job queue runs.
@@ -53,6 +55,46 @@ impl Default for QueueSettings {
             stop_grace: Duration::from_secs(20),
             sync_interval: Some(Duration::from_secs(10 * 60)),
         }
+    }
+}
+
+/// The credential a job used.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CredentialUse {
+    pub credential: CredentialId,
+    pub source: CredentialSource,
+}
+
+impl CredentialUse {
+    pub(super) fn of(credential: &super::ResolvedCredential) -> Self {
+        Self {
+            credential: credential.credential_id,
+            source: credential.source,
+        }
+    }
+}
+
+/// The audit entry for a job's use of a credential: who it acted for,
+/// which changeset, user or site credential, code host, repository, and
+/// how it went.
+fn credential_used(job: &ClaimedJob, used: CredentialUse, outcome: &Result<()>) -> AuditEntry {
+    let changeset = &job.changeset;
+    let entry = super::audit::by_system(super::audit::event::CREDENTIAL_USED)
+        .user(changeset.user_id)
+        .code_host(changeset.code_host_id)
+        .credential(used.credential)
+        .changeset(changeset.id)
+        .detail(serde_json::json!({
+            "action": changeset.job_action.map(|a| a.as_str()),
+            "source": used.source.as_str(),
+            "repository": changeset.repository,
+            "head_branch": changeset.head_branch,
+            "attempt": changeset.job_attempts,
+            "error": outcome.as_ref().err().map(ToString::to_string),
+        }));
+    match outcome {
+        Ok(()) => entry,
+        Err(_) => entry.failed(),
     }
 }
 
@@ -261,7 +303,7 @@ impl Service {
                     .await;
             }
             self.store
-                .finish_job(&job, &JobOutcome::Failed { error }, now)
+                .finish_job(&job, &JobOutcome::Failed { error }, None, now)
                 .await?;
             return Ok(None);
         }
@@ -303,14 +345,15 @@ impl Service {
         };
         let action = job.changeset.job_action.map_or("none", |a| a.as_str());
         tokio::select! {
-            outcome = work => {
+            (outcome, used) = work => {
+                let audit = used.map(|used| credential_used(&job, used, &outcome));
                 let outcome = self.job_outcome(&job, outcome).await;
                 crate::telemetry::metrics::changeset_job(action, match outcome {
                     JobOutcome::Completed => "completed",
                     JobOutcome::Errored { .. } => "errored",
                     JobOutcome::Failed { .. } => "failed",
                 });
-                match self.store.finish_job(&job, &outcome, Utc::now()).await {
+                match self.store.finish_job(&job, &outcome, audit.as_ref(), Utc::now()).await {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(changeset = %job.changeset.id, "the job's lease was lost before it ended; its outcome is not recorded"),
                     Err(error) => tracing::error!(changeset = %job.changeset.id, %error, "could not record the job's outcome; it is claimed again after its lease"),
@@ -402,18 +445,26 @@ impl Service {
         }
     }
 
-    async fn execute_job(&self, job: &ClaimedJob) -> Result<()> {
-        match job.changeset.job_action {
-            Some(JobAction::Publish) => self.execute_publish(job).await,
-            Some(action) => self.execute_pull_request_job(job, action).await,
+    /// Runs the job; also says which credential it used, if it got as far
+    /// as resolving one (for the audit log).
+    async fn execute_job(&self, job: &ClaimedJob) -> (Result<()>, Option<CredentialUse>) {
+        let mut used = None;
+        let outcome = match job.changeset.job_action {
+            Some(JobAction::Publish) => self.execute_publish(job, &mut used).await,
+            Some(action) => self.execute_pull_request_job(job, action, &mut used).await,
             None => Err(Error::Internal("a queued changeset has no job".into())),
-        }
+        };
+        (outcome, used)
     }
 
     /// Publishes the spec recorded with the job, as its owner: their
     /// credential (resolved now, with the global credential's policy as it
     /// is now), else the global one.
-    async fn execute_publish(&self, job: &ClaimedJob) -> Result<()> {
+    async fn execute_publish(
+        &self,
+        job: &ClaimedJob,
+        used: &mut Option<CredentialUse>,
+    ) -> Result<()> {
         let mut record = job.changeset.clone();
         let spec_json = self.store.changeset_spec(record.id).await?;
         let spec: ChangesetSpec = serde_json::from_str(&spec_json).map_err(|e| {
@@ -428,6 +479,7 @@ impl Service {
                 &spec.repository,
             )
             .await?;
+        *used = Some(CredentialUse::of(&credential));
         let outcome = self
             .publish_steps(record.user_id, &spec, &host, &credential, &mut record)
             .await;

@@ -227,6 +227,7 @@ impl Service {
         &self,
         job: &ClaimedJob,
         action: JobAction,
+        used: &mut Option<super::changeset_jobs::CredentialUse>,
     ) -> Result<()> {
         let changeset = &job.changeset;
         let number = changeset
@@ -242,6 +243,7 @@ impl Service {
                 &changeset.repository,
             )
             .await?;
+        *used = Some(super::changeset_jobs::CredentialUse::of(&credential));
         let client = self.code_host_client(&host)?;
         let (token, repository) = (&credential.secret.token, changeset.repository.as_str());
         let backoff = self.settings.publish.backoff;

@@ -49,9 +49,19 @@ impl Service {
             )));
         }
         let by = caller.user().map(|admin| admin.id);
+        let audit = super::audit::by(caller, super::audit::event::CHANGESET_HANDED_OVER)
+            .user(to)
+            .code_host(host.id)
+            .changeset(changeset.id)
+            .detail(serde_json::json!({
+                "repository": changeset.repository,
+                "head_branch": changeset.head_branch,
+                "from": changeset.user_id.to_string(),
+                "to": to.to_string(),
+            }));
         let handed = self
             .store
-            .hand_over_changeset(changeset.id, to, by, Utc::now())
+            .hand_over_changeset(&audit, changeset.id, to, by, Utc::now())
             .await?;
         tracing::info!(
             changeset = %handed.id,

@@ -66,7 +66,8 @@ impl Service {
         options: &CheckOptions,
     ) -> Result<CredentialView> {
         let (record, host) = self.accessible_credential(caller, id).await?;
-        let (state, outcome) = self.recheck(&record, &host, options).await?;
+        let audit = super::audit::by(caller, super::audit::event::CREDENTIAL_CHECKED);
+        let (state, outcome) = self.recheck(audit, &record, &host, options).await?;
         let mut record = record;
         record.check = state;
         outcome.map(|()| CredentialView::new(&record, &host))
@@ -77,6 +78,7 @@ impl Service {
     /// the check's own outcome.
     async fn recheck(
         &self,
+        audit: crate::store::AuditEntry,
         record: &CredentialRecord,
         host: &CodeHostRecord,
         options: &CheckOptions,
@@ -113,8 +115,17 @@ impl Service {
                 Err(error),
             ),
         };
+        let audit = super::audit::about_credential(audit, record, host);
+        let audit = match &outcome {
+            Ok(()) => audit,
+            Err(error) => {
+                let mut failed = audit.failed();
+                failed.detail["error"] = error.to_string().into();
+                failed
+            }
+        };
         self.store
-            .record_credential_check(record.id, &state)
+            .record_credential_check(&audit, record.id, &state)
             .await?;
         Ok((state, outcome))
     }
@@ -142,8 +153,9 @@ impl Service {
             }
             for record in batch {
                 let host = self.store.find_code_host(record.code_host_id).await?;
+                let audit = super::audit::by(caller, super::audit::event::CREDENTIAL_CHECKED);
                 let (_, outcome) = self
-                    .recheck(&record, &host, &CheckOptions::default())
+                    .recheck(audit, &record, &host, &CheckOptions::default())
                     .await?;
                 match outcome {
                     Ok(()) => report.passed += 1,

@@ -145,7 +145,14 @@ impl Service {
             created_at: Utc::now(),
             global_credential_policy: GlobalCredentialPolicy::default(),
         };
-        self.store.insert_code_host(&host).await?;
+        let audit = super::audit::by(caller, super::audit::event::CODE_HOST_ADDED)
+            .code_host(host.id)
+            .detail(serde_json::json!({
+                "kind": host.kind.display_name(),
+                "url": host.url.as_str(),
+                "git_url_type": host.git_url_type.as_str(),
+            }));
+        self.store.insert_code_host(&audit, &host).await?;
         tracing::info!(kind = %host.kind, url = %host.url, "code host added");
         Ok(host)
     }
@@ -162,9 +169,16 @@ impl Service {
         if let Some(known_hosts) = update.ssh_known_hosts.take() {
             update.ssh_known_hosts = Some(validate_known_hosts(known_hosts)?);
         }
+        let audit = super::audit::by(caller, super::audit::event::CODE_HOST_EDITED)
+            .code_host(id)
+            .detail(serde_json::json!({
+                "git_url_type": update.git_url_type.map(GitUrlType::as_str),
+                "ssh_known_hosts_changed": update.ssh_known_hosts.is_some(),
+                "ssh_key_algorithm": update.ssh_key_algorithm.map(|a| a.as_str()),
+            }));
         let host = self
             .store
-            .update_code_host(id, update)
+            .update_code_host(&audit, id, update)
             .await
             .map_err(not_found("code host"))?;
         if host.git_url_type == GitUrlType::Ssh {
@@ -236,9 +250,20 @@ impl Service {
         request: PolicyRequest,
     ) -> Result<CodeHostRecord> {
         let policy = self.global_credential_policy_from(caller, request).await?;
+        let audit = super::audit::by(caller, super::audit::event::CODE_HOST_POLICY)
+            .code_host(id)
+            .detail(serde_json::json!({
+                "users": policy.users.mode().as_str(),
+                "user_ids": match &policy.users {
+                    PolicyUsers::Selected(ids) => ids.iter().map(ToString::to_string).collect(),
+                    PolicyUsers::Everyone | PolicyUsers::Nobody => Vec::new(),
+                },
+                "repositories": policy.repositories_text(","),
+            }));
         let host = self
             .store
             .update_code_host(
+                &audit,
                 id,
                 CodeHostUpdate {
                     global_credential_policy: Some(policy),
@@ -289,8 +314,9 @@ impl Service {
     /// Removes a code host and every credential for it.
     pub async fn delete_code_host(&self, caller: &Caller, id: CodeHostId) -> Result<()> {
         caller.require_site_admin()?;
+        let audit = super::audit::by(caller, super::audit::event::CODE_HOST_REMOVED).code_host(id);
         self.store
-            .delete_code_host(id)
+            .delete_code_host(&audit, id)
             .await
             .map_err(not_found("code host"))?;
         tracing::info!(code_host = %id, "code host deleted");

@@ -271,8 +271,16 @@ impl Service {
             last_check_error: Some(Error::SealMismatch.to_string()),
             ..record.check.clone()
         };
+        let host = self.store.find_code_host(record.code_host_id).await?;
+        let mut audit = super::audit::about_credential(
+            super::audit::by_system(super::audit::event::CREDENTIAL_CHECKED),
+            record,
+            &host,
+        )
+        .failed();
+        audit.detail["error"] = "seal_mismatch".into();
         self.store
-            .record_credential_check(record.id, &state)
+            .record_credential_check(&audit, record.id, &state)
             .await?;
         Ok(state)
     }
@@ -367,7 +375,12 @@ impl Service {
                 last_check_error: None,
             },
         };
-        self.store.insert_credential(&record).await?;
+        let audit = super::audit::about_credential(
+            super::audit::by(caller, super::audit::event::CREDENTIAL_CREATED),
+            &record,
+            &host,
+        );
+        self.store.insert_credential(&audit, &record).await?;
         tracing::info!(credential = %id, "credential created");
         Ok(CredentialView::new(&record, &host))
     }
@@ -401,9 +414,14 @@ impl Service {
 
     /// Deletes a credential and its key for good.
     pub async fn delete_credential(&self, caller: &Caller, id: CredentialId) -> Result<()> {
-        self.accessible_credential(caller, id).await?;
+        let (record, host) = self.accessible_credential(caller, id).await?;
+        let audit = super::audit::about_credential(
+            super::audit::by(caller, super::audit::event::CREDENTIAL_DELETED),
+            &record,
+            &host,
+        );
         self.store
-            .delete_credential(id)
+            .delete_credential(&audit, id)
             .await
             .map_err(not_found("credential"))?;
         tracing::info!(credential = %id, "credential deleted");

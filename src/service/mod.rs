@@ -4,6 +4,7 @@
 
 mod access_tokens;
 mod accounts;
+pub(crate) mod audit;
 mod changeset_jobs;
 mod changeset_lifecycle;
 mod changeset_list;
@@ -23,6 +24,7 @@ mod webhooks;
 
 pub use access_tokens::CreatedAccessToken;
 pub use accounts::SessionToken;
+pub use audit::{AuditQuery, AuditVerification, KeyringChange, event as audit_event};
 pub use changeset_jobs::QueueSettings;
 pub use changeset_list::{ChangesetQuery, ChangesetStatus, ChangesetView};
 pub use checks::RecheckReport;

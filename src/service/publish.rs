@@ -317,6 +317,24 @@ impl Service {
         let outcome = self
             .publish_steps(user, spec, &host, &credential, &mut record)
             .await;
+        let used = super::audit::by(caller, super::audit::event::CREDENTIAL_USED)
+            .user(user)
+            .code_host(host.id)
+            .credential(credential.credential_id)
+            .changeset(record.id)
+            .detail(serde_json::json!({
+                "action": "publish",
+                "source": credential.source.as_str(),
+                "repository": spec.repository,
+                "head_branch": spec.head_branch,
+                "error": outcome.as_ref().err().map(ToString::to_string),
+            }));
+        let used = if outcome.is_ok() { used } else { used.failed() };
+        // The publish's own outcome is what the caller needs; a failure to
+        // record it is logged.
+        if let Err(error) = self.store.record_audit(&used).await {
+            tracing::error!(%error, "could not record the credential's use in the audit log");
+        }
         if let Err(error) = &outcome {
             record.state = ChangesetState::Failed;
             record.error = Some(error.to_string());

@@ -50,7 +50,7 @@ impl Service {
             .idle_cutoff(now)
             .is_some_and(|cutoff| found.last_seen_at <= cutoff);
         if found.expires_at <= now || idle {
-            self.store.delete_session(&hash).await?;
+            self.store.delete_session(None, &hash).await?;
             return Err(Error::Unauthenticated(
                 "your session has expired; sign in again".into(),
             ));
@@ -70,7 +70,8 @@ impl Service {
             .find_user(user_id)
             .await
             .map_err(not_found("user"))?;
-        let ended = self.store.delete_user_sessions(user.id).await?;
+        let audit = super::audit::by(caller, super::audit::event::SESSIONS_REVOKED).user(user.id);
+        let ended = self.store.delete_user_sessions(&audit, user.id).await?;
         tracing::info!(user = %user.username, ended, "sessions ended");
         Ok(ended)
     }
@@ -111,8 +112,11 @@ impl Service {
             .await
             .map_err(Error::Internal)?;
         let keep = current_session.map(sha256_hex);
+        let audit = super::audit::by(caller, super::audit::event::USER_PASSWORD)
+            .user(user.id)
+            .detail(serde_json::json!({ "by": "self" }));
         self.store
-            .set_password_and_end_sessions(user.id, &hash, keep.as_deref())
+            .set_password_and_end_sessions(&audit, user.id, &hash, keep.as_deref())
             .await
             .map_err(not_found("user"))?;
         tracing::info!(user = %user.username, "password changed; other sessions ended");
@@ -137,8 +141,11 @@ impl Service {
         let hash = hash_password(SecretString::from(new.expose()))
             .await
             .map_err(Error::Internal)?;
+        let audit = super::audit::by(caller, super::audit::event::USER_PASSWORD)
+            .user(user.id)
+            .detail(serde_json::json!({ "by": "reset" }));
         self.store
-            .set_password_and_end_sessions(user.id, &hash, None)
+            .set_password_and_end_sessions(&audit, user.id, &hash, None)
             .await
             .map_err(not_found("user"))?;
         tracing::info!(user = %user.username, by = ?caller.user().map(|u| &u.username), "password reset; sessions ended");

@@ -48,8 +48,10 @@ impl Service {
         let sealed = self
             .encryptor
             .seal(secret.expose().as_bytes(), &associated_data(host.id))?;
+        let audit = super::audit::by(caller, super::audit::event::CODE_HOST_WEBHOOK_SET_UP)
+            .code_host(host.id);
         self.store
-            .set_webhook_secret(host.id, &sealed, Utc::now())
+            .set_webhook_secret(&audit, host.id, &sealed, Utc::now())
             .await?;
         tracing::info!(code_host = %host.url, "webhook secret set up");
         Ok(WebhookSetup {
@@ -63,7 +65,9 @@ impl Service {
     pub async fn remove_webhook(&self, caller: &Caller, url: &str) -> Result<()> {
         caller.require_site_admin()?;
         let host = self.configured_code_host(&CodeHostUrl::parse(url)?).await?;
-        if !self.store.delete_webhook_secret(host.id).await? {
+        let audit = super::audit::by(caller, super::audit::event::CODE_HOST_WEBHOOK_REMOVED)
+            .code_host(host.id);
+        if !self.store.delete_webhook_secret(&audit, host.id).await? {
             return Err(Error::NotFound(format!(
                 "{} has no webhook set up",
                 host.url

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::AuditEntry;
 use super::users::{user_columns, user_from_row};
 use super::{
     Error, Result, Store, UserRecord, conflict_on_unique, from_millis, parse_column, to_millis,
@@ -75,7 +76,12 @@ fn token_from_row(row: &AnyRow) -> Result<AccessTokenRecord> {
 }
 
 impl Store {
-    pub async fn insert_access_token(&self, token: NewAccessToken<'_>) -> Result<()> {
+    pub async fn insert_access_token(
+        &self,
+        audit: &AuditEntry,
+        token: NewAccessToken<'_>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO access_tokens \
              (id, user_id, token_hash, token_prefix, note, created_at, expires_at) \
@@ -88,9 +94,11 @@ impl Store {
         .bind(token.note)
         .bind(to_millis(token.created_at))
         .bind(token.expires_at.map(to_millis))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "this access token already exists"))?;
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -170,14 +178,17 @@ impl Store {
     }
 
     /// Revokes a token for good.
-    pub async fn delete_access_token(&self, id: AccessTokenId) -> Result<()> {
+    pub async fn delete_access_token(&self, audit: &AuditEntry, id: AccessTokenId) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM access_tokens WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

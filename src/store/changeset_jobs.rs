@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::audit::AuditEntry;
 use super::changesets::{changeset_columns, changeset_from_row};
 use super::{Backend, ChangesetRecord, Error, JobAction, Result, Store, to_millis};
 use sqlx::Row;
@@ -288,12 +289,16 @@ impl Store {
     /// (`false` otherwise: the write is dropped). When another request for
     /// the changeset came in while the job ran (its version moved on), the
     /// job is queued again instead, so the newer request is not lost.
+    /// `audit` (the use of a credential) is recorded in the same
+    /// transaction.
     pub async fn finish_job(
         &self,
         job: &ClaimedJob,
         outcome: &JobOutcome,
+        audit: Option<&AuditEntry>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let (state, error, after) = match outcome {
             JobOutcome::Completed => ("completed", None, now),
             JobOutcome::Errored { error, retry_at } => ("errored", Some(error), *retry_at),
@@ -315,9 +320,16 @@ impl Store {
         .bind(error.map(String::as_str))
         .bind(job.changeset.id.to_string())
         .bind(&job.lease)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(audit) = audit {
+            super::audit::append(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Hands a held job back to the queue untouched, due at `after` (a

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::AuditEntry;
 use super::{Error, Result, Store, from_millis, parse_column, to_millis};
 use crate::domain::{ChangesetId, CodeHostId, CredentialId, UserId};
 
@@ -333,11 +334,13 @@ impl Store {
     /// stored row.
     pub async fn hand_over_changeset(
         &self,
+        audit: &AuditEntry,
         id: ChangesetId,
         to: UserId,
         by: Option<UserId>,
         at: DateTime<Utc>,
     ) -> Result<ChangesetRecord> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE changesets SET previous_user_id = user_id, user_id = $1, \
              handed_over_by = $2, handed_over_at = $3, updated_at = $3 WHERE id = $4",
@@ -346,7 +349,7 @@ impl Store {
         .bind(by.map(|id| id.to_string()))
         .bind(to_millis(at))
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
@@ -357,9 +360,12 @@ impl Store {
             " FROM changesets WHERE id = $1"
         ))
         .bind(id.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        changeset_from_row(&row)
+        let handed = changeset_from_row(&row)?;
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(handed)
     }
 
     /// Saves the progress of a publish.

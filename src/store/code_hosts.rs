@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::AuditEntry;
 use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
 use crate::domain::{
     CodeHostId, CodeHostKind, CodeHostUrl, GitUrlType, GlobalCredentialPolicy, PolicyMode,
@@ -118,7 +119,8 @@ fn policy_columns(policy: &GlobalCredentialPolicy) -> (&'static str, String, Str
 }
 
 impl Store {
-    pub async fn insert_code_host(&self, host: &NewCodeHost) -> Result<()> {
+    pub async fn insert_code_host(&self, audit: &AuditEntry, host: &NewCodeHost) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let (users, user_ids, repositories) = policy_columns(&host.global_credential_policy);
         sqlx::query(concat!(
             "INSERT INTO code_hosts (",
@@ -135,9 +137,11 @@ impl Store {
         .bind(users)
         .bind(user_ids)
         .bind(repositories)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "a code host with this URL already exists"))?;
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -199,9 +203,11 @@ impl Store {
     /// their change.
     pub async fn update_code_host(
         &self,
+        audit: &AuditEntry,
         id: CodeHostId,
         update: CodeHostUpdate,
     ) -> Result<CodeHostRecord> {
+        let mut tx = self.pool.begin().await?;
         let flag = |given: bool| i64::from(given);
         let (known_hosts_given, known_hosts) = match update.ssh_known_hosts {
             Some(value) => (true, value),
@@ -229,23 +235,28 @@ impl Store {
                 .map(|(_, _, repositories)| repositories.as_str()),
         )
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         self.find_code_host(id).await
     }
 
     /// Removes a code host and, by cascade, every credential for it.
-    pub async fn delete_code_host(&self, id: CodeHostId) -> Result<()> {
+    pub async fn delete_code_host(&self, audit: &AuditEntry, id: CodeHostId) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM code_hosts WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

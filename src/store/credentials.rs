@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::AuditEntry;
 use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
 use crate::crypto::{KeyId, Sealed};
 use crate::domain::{CodeHostId, CredentialId, UserId};
@@ -137,7 +138,12 @@ impl Store {
     /// Stores a credential; a second one for the same owner and code host
     /// is a conflict (the partial unique indexes decide, so concurrent
     /// creates leave exactly one).
-    pub async fn insert_credential(&self, credential: &NewCredential) -> Result<()> {
+    pub async fn insert_credential(
+        &self,
+        audit: &AuditEntry,
+        credential: &NewCredential,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(concat!(
             "INSERT INTO credentials (",
             credential_columns!(),
@@ -160,9 +166,11 @@ impl Store {
         .bind(credential.check.last_checked_at.map(to_millis))
         .bind(credential.check.last_check_error.as_deref())
         .bind(credential.seal_version)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "a credential for this code host already exists"))?;
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -330,9 +338,11 @@ impl Store {
     /// Stores the outcome of a check against the code host.
     pub async fn record_credential_check(
         &self,
+        audit: &AuditEntry,
         id: CredentialId,
         check: &CheckState,
     ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE credentials SET code_host_user = $1, scopes = $2, token_expires_at = $3, \
              warnings = $4, last_checked_at = $5, last_check_error = $6, \
@@ -346,11 +356,13 @@ impl Store {
         .bind(check.last_checked_at.map(to_millis))
         .bind(check.last_check_error.as_deref())
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -387,14 +399,17 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_credential(&self, id: CredentialId) -> Result<()> {
+    pub async fn delete_credential(&self, audit: &AuditEntry, id: CredentialId) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM credentials WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

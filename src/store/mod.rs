@@ -6,6 +6,7 @@
 //! and each backend has its own migration set for the few DDL differences.
 
 mod access_tokens;
+mod audit;
 mod changeset_jobs;
 mod changesets;
 mod code_hosts;
@@ -17,6 +18,7 @@ mod users;
 mod webhooks;
 
 pub use access_tokens::{AccessTokenRecord, NewAccessToken};
+pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord};
 pub use changeset_jobs::{
     ChangesetFilter, ClaimFilter, ClaimedJob, JobOutcome, PullRequestSnapshot,
 };

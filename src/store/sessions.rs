@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::audit::AuditEntry;
 use super::users::{user_columns, user_from_row};
 use super::{Error, Result, Store, from_millis, to_millis};
 use crate::domain::UserId;
@@ -20,11 +21,13 @@ pub struct SessionRecord {
 impl Store {
     pub async fn insert_session(
         &self,
+        audit: &AuditEntry,
         token_hash: &str,
         user_id: UserId,
         created_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $3)",
@@ -33,8 +36,10 @@ impl Store {
         .bind(user_id.to_string())
         .bind(to_millis(created_at))
         .bind(to_millis(expires_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -67,20 +72,30 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+    /// Ends a session; `audit` records a sign-out (a lapsed session
+    /// removed on sight is not an event).
+    pub async fn delete_session(&self, audit: Option<&AuditEntry>, token_hash: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if let Some(audit) = audit.filter(|_| done.rows_affected() > 0) {
+            super::audit::append(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
     /// Ends every session of a user; returns how many were ended.
-    pub async fn delete_user_sessions(&self, user_id: UserId) -> Result<u64> {
+    pub async fn delete_user_sessions(&self, audit: &AuditEntry, user_id: UserId) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 

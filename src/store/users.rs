@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::AuditEntry;
 use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
 use crate::domain::UserId;
 
@@ -46,9 +47,9 @@ impl Store {
     /// Creates a user. The very first user of an instance is always made a
     /// site admin; a marker row claimed in the same transaction makes that
     /// race-free, and keeps a later empty users table from re-opening it.
-    pub async fn insert_user(&self, user: NewUser) -> Result<UserRecord> {
+    pub async fn insert_user(&self, audit: &AuditEntry, user: NewUser) -> Result<UserRecord> {
         // Not asked to be the first, the insert always yields the record.
-        self.insert_user_claiming_first(user, false)
+        self.insert_user_claiming_first(audit, user, false)
             .await?
             .ok_or(Error::NotFound)
     }
@@ -56,12 +57,17 @@ impl Store {
     /// Creates the instance's first user, a site admin, only if it is the
     /// first: the claim on the marker row and the insert commit together,
     /// so of any number of concurrent callers exactly one gets `Some`.
-    pub async fn insert_first_user(&self, user: NewUser) -> Result<Option<UserRecord>> {
-        self.insert_user_claiming_first(user, true).await
+    pub async fn insert_first_user(
+        &self,
+        audit: &AuditEntry,
+        user: NewUser,
+    ) -> Result<Option<UserRecord>> {
+        self.insert_user_claiming_first(audit, user, true).await
     }
 
     async fn insert_user_claiming_first(
         &self,
+        audit: &AuditEntry,
         user: NewUser,
         only_if_first: bool,
     ) -> Result<Option<UserRecord>> {
@@ -95,6 +101,10 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "a user with this username already exists"))?;
+        // Whether it became a site admin is only known here.
+        let mut audit = audit.clone();
+        audit.detail["site_admin"] = record.site_admin.into();
+        super::audit::append(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(Some(record))
     }
@@ -158,6 +168,7 @@ impl Store {
     /// the password change that was meant to end it.
     pub async fn set_password_and_end_sessions(
         &self,
+        audit: &AuditEntry,
         id: UserId,
         password_hash: &str,
         keep: Option<&str>,
@@ -176,6 +187,7 @@ impl Store {
             .bind(keep)
             .execute(&mut *tx)
             .await?;
+        super::audit::append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -201,27 +213,38 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    pub async fn set_site_admin(&self, id: UserId, site_admin: bool) -> Result<()> {
+    pub async fn set_site_admin(
+        &self,
+        audit: &AuditEntry,
+        id: UserId,
+        site_admin: bool,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE users SET site_admin = $1 WHERE id = $2")
             .bind(i64::from(site_admin))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Deletes a user with their sessions, tokens and credentials.
-    pub async fn delete_user(&self, id: UserId) -> Result<()> {
+    pub async fn delete_user(&self, audit: &AuditEntry, id: UserId) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::audit::AuditEntry;
 use super::{Error, Result, Store, to_millis};
 use crate::crypto::{KeyId, Sealed};
 use crate::domain::CodeHostId;
@@ -18,10 +19,12 @@ impl Store {
     /// Sets (or replaces) a code host's webhook secret.
     pub async fn set_webhook_secret(
         &self,
+        audit: &AuditEntry,
         code_host: CodeHostId,
         secret: &Sealed,
         at: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO code_host_webhooks (code_host_id, secret_key_id, secret, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (code_host_id) DO UPDATE SET \
@@ -32,18 +35,30 @@ impl Store {
         .bind(secret.key_id.as_str())
         .bind(secret.bytes.as_slice())
         .bind(to_millis(at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Removes a code host's webhook secret; `false` when it had none.
-    pub async fn delete_webhook_secret(&self, code_host: CodeHostId) -> Result<bool> {
+    pub async fn delete_webhook_secret(
+        &self,
+        audit: &AuditEntry,
+        code_host: CodeHostId,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM code_host_webhooks WHERE code_host_id = $1")
             .bind(code_host.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        super::audit::append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A code host's sealed webhook secret, if it has one.

@@ -10,6 +10,7 @@
 
 mod access_tokens;
 mod admin;
+mod audit_log;
 mod auth_pages;
 mod batch_changes;
 mod changesets;
@@ -92,6 +93,7 @@ pub fn router() -> Router<AppState> {
             post(changesets::act),
         )
         .route("/site-admin", get(admin::root))
+        .route(audit_log::PATH, get(audit_log::show))
         .route(
             "/site-admin/batch-changes",
             get(batch_changes::show_credentials),

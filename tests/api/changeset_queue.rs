@@ -104,14 +104,14 @@ async fn jobs_are_claimed_once_and_again_only_after_their_lease_lapses(backend: 
     assert!(!store.renew_lease(id, &first.lease, after).await.unwrap());
     assert!(
         !store
-            .finish_job(first, &JobOutcome::Completed, after)
+            .finish_job(first, &JobOutcome::Completed, None, after)
             .await
             .unwrap()
     );
     assert!(store.renew_lease(id, &second.lease, after).await.unwrap());
     assert!(
         store
-            .finish_job(&second, &JobOutcome::Completed, after)
+            .finish_job(&second, &JobOutcome::Completed, None, after)
             .await
             .unwrap()
     );
@@ -164,7 +164,7 @@ async fn a_request_arriving_while_its_job_runs_is_not_lost(backend: Backend) {
     // The worker finishing the older request leaves the newer one queued.
     assert!(
         store
-            .finish_job(&job, &JobOutcome::Completed, now)
+            .finish_job(&job, &JobOutcome::Completed, None, now)
             .await
             .unwrap()
     );

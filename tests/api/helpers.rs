@@ -76,6 +76,7 @@ pub struct AppOptions {
     pub session_idle_timeout: Option<Duration>,
     pub code_host_timeout: Duration,
     pub recheck_interval: Option<Duration>,
+    pub audit_retention: Option<Duration>,
     pub publish: PublishSettings,
     /// On PostgreSQL, keep the keyring in a file (`<data dir>/keyring`,
     /// mode 0600) instead of `BATCHCRED_ENCRYPTION_KEY`, so that it can be
@@ -97,6 +98,7 @@ impl Default for AppOptions {
             session_idle_timeout: None,
             code_host_timeout: Duration::from_secs(10),
             recheck_interval: None,
+            audit_retention: None,
             // Tests run against emulators: no pacing, short waits.
             publish: PublishSettings {
                 github_pull_request_interval: Duration::ZERO,
@@ -121,6 +123,12 @@ impl Default for AppOptions {
             external_url: "http://batchcred.test".parse().expect("url"),
         }
     }
+}
+
+/// The GraphQL `User` ID of a user.
+pub fn graphql_user_id(id: batchcred::domain::UserId) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("User:\"{id}\""))
 }
 
 /// The changeset a GraphQL `Changeset` ID names.
@@ -235,6 +243,7 @@ async fn start(
         session_idle_timeout: options.session_idle_timeout,
         code_host_timeout: options.code_host_timeout,
         recheck_interval: options.recheck_interval,
+        audit_retention: options.audit_retention,
         publish: options.publish,
         sign_in: options.sign_in,
         trusted_proxies: options.trusted_proxies,

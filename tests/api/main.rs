@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod audit;
 mod authorization;
 mod changeset_lifecycle;
 mod changeset_queue;

@@ -307,4 +307,35 @@ async fn planted_token_never_appears_in_responses_logs_or_database() {
             .any(|w| w == planted.as_bytes());
         assert!(!found, "{} contains the token", path.display());
     }
+    // The audit log recorded it all, and its export holds no secret either.
+    let exported = crate::cli::ok(&crate::cli::batchcred(
+        &data_dir,
+        &["audit", "list", "--json", "--limit", "1000"],
+        "",
+    ));
+    for event in [
+        "credential.created",
+        "credential.checked",
+        "credential.deleted",
+        "sign_out",
+    ] {
+        assert!(
+            exported.contains(&format!("\"event\":\"{event}\"")),
+            "no {event}:\n{exported}"
+        );
+    }
+    assert!(
+        !exported.contains(&planted),
+        "the audit export leaks the token"
+    );
+    assert!(
+        !exported.contains(PASSWORD),
+        "the audit export leaks a password"
+    );
+    assert!(
+        !exported.contains(t),
+        "the audit export leaks an access token"
+    );
+    let verified = crate::cli::ok(&crate::cli::batchcred(&data_dir, &["audit", "verify"], ""));
+    assert!(verified.contains("intact"), "{verified}");
 }
