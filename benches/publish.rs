@@ -9,10 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,14 +21,13 @@ use batchcred::auth::Caller;
 use batchcred::config::{ServerConfig, StoreConfig};
 use batchcred::publish::{Backoff, ChangeSpec, ChangesetSpec};
 use batchcred::service::{AddCodeHost, CreateCredential, PublishSettings, SignInLimits};
+use common::{PATCH, TOKEN, baseline_changeset};
 use secrecy::SecretString;
 use support::codehost::{EmulatedRepo, EmulatedToken, Emulator, GITHUB_SCOPES};
 use support::git_http::GitHttpServer;
 
-const TOKEN: &str = "ghp_benchmark";
 const REPOSITORIES: usize = 10;
 const CONCURRENCY: usize = 8;
-const PATCH: &str = "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n hello\n+world\n";
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
@@ -173,99 +172,6 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
         }
     }
     elapsed
-}
-
-/// What a script would do by hand for one changeset.
-async fn baseline_changeset(origin: Arc<String>, clone_url: String, repository: String, n: usize) {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
-    let header = format!("Authorization: Basic {}", basic(TOKEN));
-    let git = |args: Vec<String>, cwd: &Path| {
-        let mut command = tokio::process::Command::new("git");
-        command
-            .current_dir(cwd)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env("GIT_CONFIG_VALUE_0", &header)
-            .env("GIT_AUTHOR_NAME", "bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-            .env("GIT_COMMITTER_NAME", "bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@example.com");
-        command
-    };
-    let run = |mut command: tokio::process::Command| async move {
-        let output = command.output().await.unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let head = format!("baseline/{n}");
-    run(git(
-        vec![
-            "clone".into(),
-            "--quiet".into(),
-            "--depth=1".into(),
-            "--branch=main".into(),
-            clone_url,
-            "repo".into(),
-        ],
-        dir,
-    ))
-    .await;
-    let repo = dir.join("repo");
-    std::fs::write(dir.join("change.patch"), PATCH).unwrap();
-    run(git(
-        vec!["apply".into(), "--index".into(), "../change.patch".into()],
-        &repo,
-    ))
-    .await;
-    run(git(
-        vec![
-            "commit".into(),
-            "--quiet".into(),
-            "-m".into(),
-            format!("Change {n}"),
-        ],
-        &repo,
-    ))
-    .await;
-    run(git(
-        vec![
-            "push".into(),
-            "--quiet".into(),
-            "--force".into(),
-            "origin".into(),
-            format!("HEAD:refs/heads/{head}"),
-        ],
-        &repo,
-    ))
-    .await;
-    let body = serde_json::json!({"title": format!("Change {n}"), "head": head, "base": "main", "body": ""});
-    let mut curl = tokio::process::Command::new("curl");
-    curl.args([
-        "-sS",
-        "-f",
-        "-o",
-        "/dev/null",
-        "-X",
-        "POST",
-        "-H",
-        &format!("Authorization: Bearer {TOKEN}"),
-        "-d",
-    ])
-    .arg(body.to_string())
-    .arg(format!("{origin}/github/api/v3/repos/{repository}/pulls"));
-    run(curl).await;
-}
-
-fn basic(token: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"))
 }
 
 async fn run_baseline(emulator: &Emulator, git: &GitHttpServer, changesets: usize) -> Duration {
