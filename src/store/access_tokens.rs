@@ -7,9 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
 use super::users::{user_columns, user_from_row};
-use super::{
-    Error, Result, Store, UserRecord, conflict_on_unique, from_millis, parse_column, to_millis,
-};
+use super::{Error, Result, Store, UserRecord, from_millis, parse_column, to_millis};
 use crate::domain::{AccessTokenId, UserId};
 
 /// How often a token's `last_used_at` is written at most: API traffic
@@ -81,25 +79,23 @@ impl Store {
         audit: &AuditEntry,
         token: NewAccessToken<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO access_tokens \
+        self.write_audited(
+            audit,
+            sqlx::query(
+                "INSERT INTO access_tokens \
              (id, user_id, token_hash, token_prefix, note, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(token.id.to_string())
+            .bind(token.user_id.to_string())
+            .bind(token.token_hash)
+            .bind(token.prefix)
+            .bind(token.note)
+            .bind(to_millis(token.created_at))
+            .bind(token.expires_at.map(to_millis)),
+            Some("this access token already exists"),
         )
-        .bind(token.id.to_string())
-        .bind(token.user_id.to_string())
-        .bind(token.token_hash)
-        .bind(token.prefix)
-        .bind(token.note)
-        .bind(to_millis(token.created_at))
-        .bind(token.expires_at.map(to_millis))
-        .execute(&mut *tx)
         .await
-        .map_err(|e| conflict_on_unique(e, "this access token already exists"))?;
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// The owner of the unexpired token with this hash, recording the use
@@ -179,16 +175,11 @@ impl Store {
 
     /// Revokes a token for good.
     pub async fn delete_access_token(&self, audit: &AuditEntry, id: AccessTokenId) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM access_tokens WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_audited(
+            audit,
+            sqlx::query("DELETE FROM access_tokens WHERE id = $1").bind(id.to_string()),
+            None,
+        )
+        .await
     }
 }

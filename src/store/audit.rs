@@ -226,6 +226,29 @@ pub(super) async fn append(conn: &mut sqlx::AnyConnection, entry: &AuditEntry) -
 }
 
 impl Store {
+    /// Runs one write and appends `audit` with it, in one transaction. A
+    /// write that changed no row records nothing and is
+    /// [`Error::NotFound`]; with `conflict`, a unique violation is that
+    /// [`Error::Conflict`].
+    pub(super) async fn write_audited(
+        &self,
+        audit: &AuditEntry,
+        query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+        conflict: Option<&'static str>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = query.execute(&mut *tx).await.map_err(|e| match conflict {
+            Some(message) => super::conflict_on_unique(e, message),
+            None => Error::Database(e),
+        })?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records an event that is not part of another write (a failed
     /// sign-in, a key rotation), in a transaction of its own.
     pub async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {

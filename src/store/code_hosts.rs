@@ -247,16 +247,11 @@ impl Store {
 
     /// Removes a code host and, by cascade, every credential for it.
     pub async fn delete_code_host(&self, audit: &AuditEntry, id: CodeHostId) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM code_hosts WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_audited(
+            audit,
+            sqlx::query("DELETE FROM code_hosts WHERE id = $1").bind(id.to_string()),
+            None,
+        )
+        .await
     }
 }

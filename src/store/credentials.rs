@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
-use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
+use super::{Error, Result, Store, from_millis, parse_column, to_millis};
 use crate::crypto::{KeyId, Sealed};
 use crate::domain::{CodeHostId, CredentialId, UserId};
 
@@ -143,8 +143,7 @@ impl Store {
         audit: &AuditEntry,
         credential: &NewCredential,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(concat!(
+        self.write_audited(audit, sqlx::query(concat!(
             "INSERT INTO credentials (",
             credential_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
@@ -165,13 +164,8 @@ impl Store {
         .bind(to_json_list(&credential.check.warnings))
         .bind(credential.check.last_checked_at.map(to_millis))
         .bind(credential.check.last_check_error.as_deref())
-        .bind(credential.seal_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, "a credential for this code host already exists"))?;
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        .bind(credential.seal_version), Some("a credential for this code host already exists"))
+            .await
     }
 
     pub async fn find_credential(&self, id: CredentialId) -> Result<CredentialRecord> {
@@ -342,28 +336,24 @@ impl Store {
         id: CredentialId,
         check: &CheckState,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE credentials SET code_host_user = $1, scopes = $2, token_expires_at = $3, \
+        self.write_audited(
+            audit,
+            sqlx::query(
+                "UPDATE credentials SET code_host_user = $1, scopes = $2, token_expires_at = $3, \
              warnings = $4, last_checked_at = $5, last_check_error = $6, \
              check_failed_since = CASE WHEN $6 IS NULL THEN NULL \
              ELSE COALESCE(check_failed_since, $5) END WHERE id = $7",
+            )
+            .bind(check.code_host_user.as_deref())
+            .bind(check.scopes.as_deref().map(to_json_list))
+            .bind(check.expires_at.map(to_millis))
+            .bind(to_json_list(&check.warnings))
+            .bind(check.last_checked_at.map(to_millis))
+            .bind(check.last_check_error.as_deref())
+            .bind(id.to_string()),
+            None,
         )
-        .bind(check.code_host_user.as_deref())
-        .bind(check.scopes.as_deref().map(to_json_list))
-        .bind(check.expires_at.map(to_millis))
-        .bind(to_json_list(&check.warnings))
-        .bind(check.last_checked_at.map(to_millis))
-        .bind(check.last_check_error.as_deref())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Up to `limit` credentials last checked before `cutoff` (or never),
@@ -400,16 +390,11 @@ impl Store {
     }
 
     pub async fn delete_credential(&self, audit: &AuditEntry, id: CredentialId) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM credentials WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_audited(
+            audit,
+            sqlx::query("DELETE FROM credentials WHERE id = $1").bind(id.to_string()),
+            None,
+        )
+        .await
     }
 }

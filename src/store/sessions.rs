@@ -27,20 +27,19 @@ impl Store {
         created_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at) \
+        self.write_audited(
+            audit,
+            sqlx::query(
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $3)",
+            )
+            .bind(token_hash)
+            .bind(user_id.to_string())
+            .bind(to_millis(created_at))
+            .bind(to_millis(expires_at)),
+            None,
         )
-        .bind(token_hash)
-        .bind(user_id.to_string())
-        .bind(to_millis(created_at))
-        .bind(to_millis(expires_at))
-        .execute(&mut *tx)
-        .await?;
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// The session with this hash: its user, expiry and last use.

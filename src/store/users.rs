@@ -219,32 +219,23 @@ impl Store {
         id: UserId,
         site_admin: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET site_admin = $1 WHERE id = $2")
-            .bind(i64::from(site_admin))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_audited(
+            audit,
+            sqlx::query("UPDATE users SET site_admin = $1 WHERE id = $2")
+                .bind(i64::from(site_admin))
+                .bind(id.to_string()),
+            None,
+        )
+        .await
     }
 
     /// Deletes a user with their sessions, tokens and credentials.
     pub async fn delete_user(&self, audit: &AuditEntry, id: UserId) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_audited(
+            audit,
+            sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()),
+            None,
+        )
+        .await
     }
 }

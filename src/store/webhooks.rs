@@ -24,22 +24,21 @@ impl Store {
         secret: &Sealed,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO code_host_webhooks (code_host_id, secret_key_id, secret, created_at) \
+        self.write_audited(
+            audit,
+            sqlx::query(
+                "INSERT INTO code_host_webhooks (code_host_id, secret_key_id, secret, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (code_host_id) DO UPDATE SET \
              secret_key_id = excluded.secret_key_id, secret = excluded.secret, \
              created_at = excluded.created_at",
+            )
+            .bind(code_host.to_string())
+            .bind(secret.key_id.as_str())
+            .bind(secret.bytes.as_slice())
+            .bind(to_millis(at)),
+            None,
         )
-        .bind(code_host.to_string())
-        .bind(secret.key_id.as_str())
-        .bind(secret.bytes.as_slice())
-        .bind(to_millis(at))
-        .execute(&mut *tx)
-        .await?;
-        super::audit::append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Removes a code host's webhook secret; `false` when it had none.
