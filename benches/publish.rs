@@ -20,9 +20,8 @@ use batchcred::app::Server;
 use batchcred::auth::Caller;
 use batchcred::config::{ServerConfig, StoreConfig};
 use batchcred::publish::{Backoff, ChangeSpec, ChangesetSpec};
-use batchcred::service::{AddCodeHost, CreateCredential, PublishSettings, SignInLimits};
-use common::{PATCH, TOKEN, baseline_changeset};
-use secrecy::SecretString;
+use batchcred::service::{PublishSettings, SignInLimits};
+use common::{PATCH, TOKEN, baseline_changeset, github_user};
 use support::codehost::{EmulatedRepo, EmulatedToken, Emulator, GITHUB_SCOPES};
 use support::git_http::GitHttpServer;
 
@@ -103,43 +102,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
     };
     let server = Server::build(&store, &config).await.unwrap();
     let service = server.service().clone();
-    let operator = Caller::Operator;
-    let user = service
-        .create_user(
-            &operator,
-            "bench",
-            SecretString::from("bench password"),
-            true,
-        )
-        .await
-        .unwrap();
-    service
-        .add_code_host(
-            &operator,
-            AddCodeHost {
-                kind: "GITHUB".parse().unwrap(),
-                url: emulator.url("github"),
-                git_url_type: "http".parse().unwrap(),
-                ssh_known_hosts: None,
-                ssh_key_algorithm: "ed25519".parse().unwrap(),
-            },
-        )
-        .await
-        .unwrap();
-    service
-        .create_credential(
-            &operator,
-            CreateCredential {
-                user: Some(user.id),
-                kind: "GITHUB".parse().unwrap(),
-                url: emulator.url("github"),
-                username: None,
-                token: TOKEN.into(),
-                repository: None,
-            },
-        )
-        .await
-        .unwrap();
+    let user = github_user(&service, &emulator.url("github")).await;
     let specs = (0..changesets)
         .map(|n| ChangesetSpec {
             code_host: emulator.url("github"),
@@ -159,7 +122,7 @@ async fn run_batchcred(emulator: &Emulator, changesets: usize) -> Duration {
         .collect();
     let started = Instant::now();
     let reports = service
-        .publish_changesets(&operator, user.id, specs, CONCURRENCY, None)
+        .publish_changesets(&Caller::Operator, user.id, specs, CONCURRENCY, None)
         .await
         .unwrap();
     let elapsed = started.elapsed();

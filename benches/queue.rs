@@ -47,12 +47,11 @@ use batchcred::crypto::Keyring;
 use batchcred::domain::ChangesetId;
 use batchcred::publish::{ChangeSpec, ChangesetSpec};
 use batchcred::service::{
-    AddCodeHost, ChangesetQuery, ChangesetStatus, CreateCredential, PageRequest, PublishResult,
-    PublishSettings, QueueSettings, Service, SignInLimits,
+    ChangesetQuery, ChangesetStatus, PageRequest, PublishResult, PublishSettings, QueueSettings,
+    Service, SignInLimits,
 };
 use batchcred::store::JobState;
-use common::{PATCH, TOKEN, baseline_changeset};
-use secrecy::SecretString;
+use common::{PATCH, TOKEN, baseline_changeset, github_user};
 use sqlx::Executor;
 use sqlx::postgres::PgPoolOptions;
 use support::codehost::{EmulatedRepo, EmulatedToken, Emulator, GITHUB_SCOPES};
@@ -382,43 +381,7 @@ impl Setup {
         };
         let server = Server::build(&store, &config).await.unwrap();
         let service = server.service().clone();
-        let operator = Caller::Operator;
-        let user = service
-            .create_user(
-                &operator,
-                "bench",
-                SecretString::from("bench password"),
-                true,
-            )
-            .await
-            .unwrap();
-        service
-            .add_code_host(
-                &operator,
-                AddCodeHost {
-                    kind: "GITHUB".parse().unwrap(),
-                    url: emulator.url("github"),
-                    git_url_type: "http".parse().unwrap(),
-                    ssh_known_hosts: None,
-                    ssh_key_algorithm: "ed25519".parse().unwrap(),
-                },
-            )
-            .await
-            .unwrap();
-        service
-            .create_credential(
-                &operator,
-                CreateCredential {
-                    user: Some(user.id),
-                    kind: "GITHUB".parse().unwrap(),
-                    url: emulator.url("github"),
-                    username: None,
-                    token: TOKEN.into(),
-                    repository: None,
-                },
-            )
-            .await
-            .unwrap();
+        let user = github_user(&service, &emulator.url("github")).await;
         Self {
             service,
             user: user.id,

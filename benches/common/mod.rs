@@ -7,6 +7,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use batchcred::auth::Caller;
+use batchcred::service::{AddCodeHost, CreateCredential, Service};
+use batchcred::store::UserRecord;
+use secrecy::SecretString;
+
 /// The token the code host emulator and the git server accept.
 pub const TOKEN: &str = "ghp_benchmark";
 
@@ -14,6 +19,49 @@ pub const TOKEN: &str = "ghp_benchmark";
 pub const PATCH: &str = "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n hello\n+world\n";
 
 /// What a script would do by hand for one changeset.
+/// A site admin `bench` with the benchmark's token for the GitHub code
+/// host at `github_url`, which is added too.
+pub async fn github_user(service: &Service, github_url: &str) -> UserRecord {
+    let operator = Caller::Operator;
+    let user = service
+        .create_user(
+            &operator,
+            "bench",
+            SecretString::from("bench password"),
+            true,
+        )
+        .await
+        .unwrap();
+    service
+        .add_code_host(
+            &operator,
+            AddCodeHost {
+                kind: "GITHUB".parse().unwrap(),
+                url: github_url.to_owned(),
+                git_url_type: "http".parse().unwrap(),
+                ssh_known_hosts: None,
+                ssh_key_algorithm: "ed25519".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    service
+        .create_credential(
+            &operator,
+            CreateCredential {
+                user: Some(user.id),
+                kind: "GITHUB".parse().unwrap(),
+                url: github_url.to_owned(),
+                username: None,
+                token: TOKEN.into(),
+                repository: None,
+            },
+        )
+        .await
+        .unwrap();
+    user
+}
+
 pub async fn baseline_changeset(
     origin: Arc<String>,
     clone_url: String,
