@@ -577,3 +577,22 @@ impl AccessTokenConnection {
         self.0.items.iter().cloned().map(AccessToken).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::resolver_utils::EnumType;
+
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_graphql_name() {
+        for kind in CodeHostKind::ALL {
+            let exposed = ExternalServiceKind::from(kind);
+            let item = ExternalServiceKind::items()
+                .iter()
+                .find(|item| item.value == exposed);
+            assert_eq!(item.map(|i| i.name), Some(kind.descriptor().name));
+            assert_eq!(CodeHostKind::from(exposed), kind);
+        }
+    }
+}

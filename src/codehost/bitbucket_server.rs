@@ -23,11 +23,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::http::{self, ApiClient, Call, header_str};
-use super::scopes::{BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE};
 use super::{
     CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, PullRequestState,
     PullRequestStatus, RepositoryInfo, TokenCheck,
 };
+use crate::domain::{BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE};
 use crate::domain::{CodeHostKind, CodeHostUrl};
 
 #[derive(Debug, Clone)]

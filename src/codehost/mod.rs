@@ -242,18 +242,6 @@ pub trait CodeHostApi {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// The username git sends with a token over HTTPS, per code host.
-pub fn git_https_username(kind: CodeHostKind, code_host_user: Option<&str>) -> String {
-    match kind {
-        // Ignored for personal access tokens; required form for App tokens.
-        CodeHostKind::GitHub => "x-access-token".to_owned(),
-        // Any non-empty name works with a personal access token.
-        CodeHostKind::GitLab => "oauth2".to_owned(),
-        // Bitbucket checks the token against the named user.
-        _ => code_host_user.unwrap_or("x-token-auth").to_owned(),
-    }
-}
-
 /// A client for one code host.
 #[derive(Debug, Clone)]
 pub enum Client {
@@ -263,9 +251,16 @@ pub enum Client {
 }
 
 impl Client {
-    /// The client for the code host of `kind` at `url`.
-    pub fn new(api: &ApiClient, kind: CodeHostKind, url: &CodeHostUrl) -> Result<Self, Error> {
+    /// The client for the code host of `kind` at `url`, calling it as
+    /// `username` where the kind authenticates a username with the token.
+    pub fn new(
+        api: &ApiClient,
+        kind: CodeHostKind,
+        url: &CodeHostUrl,
+        username: Option<&str>,
+    ) -> Result<Self, Error> {
         let target = format!("{} {}", kind.display_name(), url);
+        let _ = username;
         match kind {
             CodeHostKind::GitHub => Ok(Self::GitHub(GitHub::new(api.clone(), url, target))),
             CodeHostKind::GitLab => Ok(Self::GitLab(GitLab::new(api.clone(), url, target))),
@@ -281,17 +276,24 @@ impl Client {
     }
 }
 
+/// Calls the same method on whichever client `$client` holds.
+macro_rules! dispatch {
+    ($client:expr, $inner:ident => $call:expr) => {
+        match $client {
+            Client::GitHub($inner) => $call,
+            Client::GitLab($inner) => $call,
+            Client::BitbucketServer($inner) => $call,
+        }
+    };
+}
+
 impl CodeHostApi for Client {
     async fn check_token(
         &self,
         token: &SecretString,
         options: &CheckOptions,
     ) -> Result<TokenCheck, Error> {
-        match self {
-            Self::GitHub(client) => client.check_token(token, options).await,
-            Self::GitLab(client) => client.check_token(token, options).await,
-            Self::BitbucketServer(client) => client.check_token(token, options).await,
-        }
+        dispatch!(self, client => client.check_token(token, options).await)
     }
 
     async fn repository(
@@ -299,11 +301,7 @@ impl CodeHostApi for Client {
         token: &SecretString,
         repository: &str,
     ) -> Result<RepositoryInfo, Error> {
-        match self {
-            Self::GitHub(client) => client.repository(token, repository).await,
-            Self::GitLab(client) => client.repository(token, repository).await,
-            Self::BitbucketServer(client) => client.repository(token, repository).await,
-        }
+        dispatch!(self, client => client.repository(token, repository).await)
     }
 
     async fn publish_pull_request(
@@ -311,11 +309,7 @@ impl CodeHostApi for Client {
         token: &SecretString,
         draft: &PullRequestDraft,
     ) -> Result<PullRequest, Error> {
-        match self {
-            Self::GitHub(client) => client.publish_pull_request(token, draft).await,
-            Self::GitLab(client) => client.publish_pull_request(token, draft).await,
-            Self::BitbucketServer(client) => client.publish_pull_request(token, draft).await,
-        }
+        dispatch!(self, client => client.publish_pull_request(token, draft).await)
     }
 
     async fn pull_request(
@@ -324,11 +318,7 @@ impl CodeHostApi for Client {
         repository: &str,
         number: u64,
     ) -> Result<PullRequestStatus, Error> {
-        match self {
-            Self::GitHub(client) => client.pull_request(token, repository, number).await,
-            Self::GitLab(client) => client.pull_request(token, repository, number).await,
-            Self::BitbucketServer(client) => client.pull_request(token, repository, number).await,
-        }
+        dispatch!(self, client => client.pull_request(token, repository, number).await)
     }
 
     async fn close_pull_request(
@@ -337,13 +327,7 @@ impl CodeHostApi for Client {
         repository: &str,
         number: u64,
     ) -> Result<PullRequestStatus, Error> {
-        match self {
-            Self::GitHub(client) => client.close_pull_request(token, repository, number).await,
-            Self::GitLab(client) => client.close_pull_request(token, repository, number).await,
-            Self::BitbucketServer(client) => {
-                client.close_pull_request(token, repository, number).await
-            }
-        }
+        dispatch!(self, client => client.close_pull_request(token, repository, number).await)
     }
 
     async fn reopen_pull_request(
@@ -352,13 +336,7 @@ impl CodeHostApi for Client {
         repository: &str,
         number: u64,
     ) -> Result<PullRequestStatus, Error> {
-        match self {
-            Self::GitHub(client) => client.reopen_pull_request(token, repository, number).await,
-            Self::GitLab(client) => client.reopen_pull_request(token, repository, number).await,
-            Self::BitbucketServer(client) => {
-                client.reopen_pull_request(token, repository, number).await
-            }
-        }
+        dispatch!(self, client => client.reopen_pull_request(token, repository, number).await)
     }
 
     async fn delete_branch(
@@ -367,11 +345,7 @@ impl CodeHostApi for Client {
         repository: &str,
         branch: &str,
     ) -> Result<(), Error> {
-        match self {
-            Self::GitHub(client) => client.delete_branch(token, repository, branch).await,
-            Self::GitLab(client) => client.delete_branch(token, repository, branch).await,
-            Self::BitbucketServer(client) => client.delete_branch(token, repository, branch).await,
-        }
+        dispatch!(self, client => client.delete_branch(token, repository, branch).await)
     }
 }
 

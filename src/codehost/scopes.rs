@@ -1,30 +1,8 @@
-//! The scopes batch changes needs on each kind of code host, and GitHub's
-//! rule that a parent scope grants its children.
+//! Whether granted scopes cover what batch changes needs (the list of what
+//! each kind needs is in its descriptor, `CodeHostKind::descriptor`), with
+//! GitHub's rule that a parent scope grants its children.
 
 use crate::domain::CodeHostKind;
-
-/// Bitbucket Server has no scopes; the two permissions it needs are
-/// reported under these names.
-pub const BITBUCKET_PROJECT_WRITE: &str = "PROJECT_WRITE";
-pub const BITBUCKET_REPO_WRITE: &str = "REPO_WRITE";
-
-/// What a token must carry to publish changesets.
-pub fn required(kind: CodeHostKind) -> &'static [&'static str] {
-    match kind {
-        CodeHostKind::GitHub => &["repo", "read:org", "user:email", "read:discussion"],
-        CodeHostKind::GitLab => &["api", "read_repository", "write_repository"],
-        CodeHostKind::BitbucketServer => &[BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE],
-        CodeHostKind::BitbucketCloud | CodeHostKind::AzureDevOps | CodeHostKind::Gerrit => &[],
-    }
-}
-
-/// The same requirements, worded for people (the web UI's hint list).
-pub fn described(kind: CodeHostKind) -> Vec<&'static str> {
-    match kind {
-        CodeHostKind::BitbucketServer => vec!["write on projects", "write on repositories"],
-        other => required(other).to_vec(),
-    }
-}
 
 /// GitHub scopes granted by each parent scope (GitHub lists only the
 /// parent in `X-OAuth-Scopes`).
@@ -64,10 +42,9 @@ pub fn covers(kind: CodeHostKind, granted: &[String], scope: &str) -> bool {
 
 /// The required scopes `granted` does not cover, in the order required.
 pub fn missing(kind: CodeHostKind, granted: &[String]) -> Vec<String> {
-    required(kind)
-        .iter()
+    kind.required_scopes()
         .filter(|scope| !covers(kind, granted, scope))
-        .map(|scope| (*scope).to_owned())
+        .map(str::to_owned)
         .collect()
 }
 

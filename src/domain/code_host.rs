@@ -1,5 +1,6 @@
-//! What identifies a code host: its kind, its normalised URL, and how git
-//! talks to it.
+//! What identifies a code host: its normalised URL and how git talks to
+//! it. Its kind, and everything known about each kind, is in
+//! [`super::code_host_kind`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,91 +8,6 @@ use std::str::FromStr;
 use url::Url;
 
 use super::InvalidInput;
-
-/// The kinds of code host. Names match Sourcegraph's `ExternalServiceKind`
-/// so its clients can send them unchanged. Only some kinds can be
-/// registered today; the others are modelled so adding them is additive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CodeHostKind {
-    GitHub,
-    GitLab,
-    BitbucketServer,
-    BitbucketCloud,
-    AzureDevOps,
-    Gerrit,
-}
-
-impl CodeHostKind {
-    /// Every kind, in display order.
-    pub const ALL: [CodeHostKind; 6] = [
-        Self::GitHub,
-        Self::GitLab,
-        Self::BitbucketServer,
-        Self::BitbucketCloud,
-        Self::AzureDevOps,
-        Self::Gerrit,
-    ];
-
-    /// The stable name used in the database, the CLI and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::GitHub => "GITHUB",
-            Self::GitLab => "GITLAB",
-            Self::BitbucketServer => "BITBUCKETSERVER",
-            Self::BitbucketCloud => "BITBUCKETCLOUD",
-            Self::AzureDevOps => "AZUREDEVOPS",
-            Self::Gerrit => "GERRIT",
-        }
-    }
-
-    /// A name for people: "GitHub", "Bitbucket Server".
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Self::GitHub => "GitHub",
-            Self::GitLab => "GitLab",
-            Self::BitbucketServer => "Bitbucket Server",
-            Self::BitbucketCloud => "Bitbucket Cloud",
-            Self::AzureDevOps => "Azure DevOps",
-            Self::Gerrit => "Gerrit",
-        }
-    }
-
-    /// Whether batchcred can register and publish to this kind yet.
-    pub fn is_supported(self) -> bool {
-        matches!(self, Self::GitHub | Self::GitLab | Self::BitbucketServer)
-    }
-
-    /// Whether a credential needs a username beside the token. Bitbucket
-    /// Server does not: the username is read from the code host itself.
-    pub fn requires_username(self) -> bool {
-        matches!(
-            self,
-            Self::BitbucketCloud | Self::AzureDevOps | Self::Gerrit
-        )
-    }
-}
-
-impl fmt::Display for CodeHostKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl FromStr for CodeHostKind {
-    type Err = InvalidInput;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let upper = s.to_ascii_uppercase().replace(['_', '-', ' '], "");
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == upper)
-            .ok_or_else(|| {
-                InvalidInput::new(format!(
-                    "unknown code host kind {s:?}; expected one of GITHUB, GITLAB, BITBUCKETSERVER"
-                ))
-            })
-    }
-}
 
 /// How git reaches the code host's repositories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,18 +174,5 @@ mod tests {
             url.as_ref().map(CodeHostUrl::host),
             Some("git.example.com:8443")
         );
-    }
-
-    #[test]
-    fn kinds_parse_leniently_and_print_canonically() {
-        assert_eq!("github".parse(), Ok(CodeHostKind::GitHub));
-        assert_eq!(
-            "bitbucket_server".parse(),
-            Ok(CodeHostKind::BitbucketServer)
-        );
-        assert!("svn".parse::<CodeHostKind>().is_err());
-        assert!(CodeHostKind::BitbucketCloud.requires_username());
-        assert!(!CodeHostKind::BitbucketServer.requires_username());
-        assert!(!CodeHostKind::Gerrit.is_supported());
     }
 }

@@ -3,12 +3,17 @@
 //! the rest of the code never has to re-check its shape.
 
 mod code_host;
+mod code_host_kind;
 mod ids;
 mod input;
 mod policy;
 mod rollout;
 
-pub use code_host::{CodeHostKind, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
+pub use code_host::{CodeHostUrl, GitUrlType, SshKeyAlgorithm};
+pub use code_host_kind::{
+    BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE, CodeHostKind, GitUsername, KindDescriptor,
+    RequiredScope, TokenPage, UsernameRule,
+};
 pub use ids::{AccessTokenId, ChangesetId, CodeHostId, CredentialId, UserId};
 pub use input::{Password, Token, Username};
 pub use policy::{

@@ -156,7 +156,7 @@ impl Service {
         let credential = self
             .resolve_credential(caller, user, &host.url, repository)
             .await?;
-        let client = self.code_host_client(&host)?;
+        let client = self.code_host_client(&host, credential.username.as_deref())?;
         let backoff = self.settings.publish.backoff;
         let status = backoff
             .run(
@@ -244,7 +244,7 @@ impl Service {
             )
             .await?;
         *used = Some(super::changeset_jobs::CredentialUse::of(&credential));
-        let client = self.code_host_client(&host)?;
+        let client = self.code_host_client(&host, credential.username.as_deref())?;
         let (token, repository) = (&credential.secret.token, changeset.repository.as_str());
         let backoff = self.settings.publish.backoff;
         let answer = match action {

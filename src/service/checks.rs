@@ -25,11 +25,18 @@ pub struct RecheckReport {
 const RECHECK_BATCH: i64 = 100;
 
 impl Service {
-    pub(crate) fn code_host_client(&self, host: &CodeHostRecord) -> Result<codehost::Client> {
+    /// The API client for `host`, calling it as `username` (the one
+    /// stored with the credential) where the kind needs one.
+    pub(crate) fn code_host_client(
+        &self,
+        host: &CodeHostRecord,
+        username: Option<&str>,
+    ) -> Result<codehost::Client> {
         Ok(codehost::Client::new(
             &self.code_hosts,
             host.kind,
             &host.url,
+            username,
         )?)
     }
 
@@ -38,10 +45,11 @@ impl Service {
     pub(crate) async fn check_token(
         &self,
         host: &CodeHostRecord,
+        username: Option<&str>,
         token: &SecretString,
         options: &CheckOptions,
     ) -> Result<TokenCheck> {
-        let client = self.code_host_client(host)?;
+        let client = self.code_host_client(host, username)?;
         let _turn = self
             .token_checks
             .acquire()
@@ -92,7 +100,9 @@ impl Service {
             }
             opened => opened?,
         };
-        let outcome = self.check_token(host, &secret.token, options).await;
+        let outcome = self
+            .check_token(host, record.username.as_deref(), &secret.token, options)
+            .await;
         let now = Some(Utc::now());
         let (state, outcome) = match outcome {
             Ok(check) => (

@@ -343,7 +343,9 @@ impl Service {
         let options = CheckOptions {
             repository: request.repository,
         };
-        let check = self.check_token(&host, &token, &options).await?;
+        let check = self
+            .check_token(&host, username.as_deref(), &token, &options)
+            .await?;
 
         let keypair = match host.git_url_type {
             GitUrlType::Ssh => Some(self.generate_keypair(host.ssh_key_algorithm).await?),

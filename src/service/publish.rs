@@ -10,7 +10,7 @@ use chrono::Utc;
 use super::changeset_jobs::QueueSettings;
 use super::{Error, ResolvedCredential, Result, Service};
 use crate::auth::Caller;
-use crate::codehost::{self, CodeHostApi, PullRequestDraft};
+use crate::codehost::{CodeHostApi, PullRequestDraft};
 use crate::domain::{ChangesetId, CodeHostKind, CodeHostUrl, GitUrlType, UserId};
 use crate::publish::git::{self, Change, GitAuth, PushError, PushRequest};
 use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, default_git_jobs, remote};
@@ -429,7 +429,7 @@ impl Service {
         record.credential_id = Some(credential.credential_id);
         record.credential_source = Some(credential.source.as_str().to_owned());
         let token = &credential.secret.token;
-        let client = self.code_host_client(host)?;
+        let client = self.code_host_client(host, credential.username.as_deref())?;
         let backoff = self.settings.publish.backoff;
         let info = backoff
             .run(|| client.repository(token, &spec.repository), |_| {})
@@ -460,8 +460,8 @@ impl Service {
             GitUrlType::Http => (
                 info.http_clone_url,
                 GitAuth::Https {
-                    username: codehost::git_https_username(
-                        host.kind,
+                    username: host.kind.descriptor().git_https_username(
+                        credential.username.as_deref(),
                         credential.code_host_user.as_deref(),
                     ),
                     token: token.clone(),

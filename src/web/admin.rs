@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::auth_pages::NoFields;
 use super::csrf::CsrfForm;
 use super::session::WebCaller;
-use super::{Chrome, WebError, kinds};
+use super::{Chrome, WebError};
 use crate::domain::{CodeHostId, CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm, UserId};
 use crate::http::AppState;
 use crate::service::{AddCodeHost, Error, PageRequest, PolicyRequest, PolicyView};
@@ -152,7 +152,7 @@ impl EditCodeHostForm {
 
 impl CodeHostsPage {
     fn icon(&self, kind: &CodeHostKind) -> &'static str {
-        kinds::icon_letters(*kind)
+        kind.descriptor().icon
     }
 
     /// The one-line policy of the host at `index` in `hosts`.

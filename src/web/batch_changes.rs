@@ -16,9 +16,9 @@ use serde::Deserialize;
 use super::auth_pages::NoFields;
 use super::csrf::{CsrfForm, FIELD as CSRF_FIELD};
 use super::session::WebCaller;
-use super::{Chrome, WebError, kinds};
+use super::{Chrome, WebError};
 use crate::codehost::CheckOptions;
-use crate::domain::{CodeHostKind, CredentialId};
+use crate::domain::{CodeHostKind, CredentialId, KindDescriptor, UsernameRule};
 use crate::http::AppState;
 use crate::service::{CodeHostView, CreateCredential, CredentialView, Error, PageRequest};
 
@@ -95,7 +95,7 @@ impl HostRow {
     }
 
     pub(crate) fn icon(&self) -> &'static str {
-        kinds::icon_letters(self.kind)
+        self.kind.descriptor().icon
     }
 
     /// Why the page owner's credential needs them to act, if it does.
@@ -106,11 +106,11 @@ impl HostRow {
 
 /// The add-token modal.
 struct AddDialog {
-    kind: CodeHostKind,
+    kind: &'static KindDescriptor,
     url: String,
-    scopes: &'static [&'static str],
     token_page: String,
-    needs_username: bool,
+    /// The username field's label, where the kind needs one.
+    username_label: Option<&'static str>,
     username: String,
     error: Option<String>,
 }
@@ -198,13 +198,15 @@ async fn rows(
 fn add_dialog(row: &HostRow, username: String, error: Option<String>) -> AddDialog {
     let url = crate::domain::CodeHostUrl::parse(&row.url);
     AddDialog {
-        kind: row.kind,
+        kind: row.kind.descriptor(),
         url: row.url.clone(),
-        scopes: kinds::required_scopes(row.kind),
         token_page: url
-            .map(|u| kinds::token_page(row.kind, &u))
+            .map(|u| row.kind.descriptor().token_page_url(&u))
             .unwrap_or_default(),
-        needs_username: row.kind.requires_username(),
+        username_label: match row.kind.descriptor().username {
+            UsernameRule::Required { label } => Some(label),
+            UsernameRule::NotNeeded => None,
+        },
         username,
         error,
     }

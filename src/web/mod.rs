@@ -16,7 +16,6 @@ mod batch_changes;
 mod changesets;
 mod csrf;
 mod error;
-mod kinds;
 mod security;
 mod session;
 

@@ -54,7 +54,7 @@ async fn host(kind: CodeHostKind) -> Host {
     );
     let api = ApiClient::new(Duration::from_secs(10)).unwrap();
     let url = CodeHostUrl::parse(&emulator.url(prefix)).unwrap();
-    let client = Client::new(&api, kind, &url).unwrap();
+    let client = Client::new(&api, kind, &url, None).unwrap();
     Host {
         emulator,
         client,

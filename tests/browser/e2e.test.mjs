@@ -234,10 +234,10 @@ test("a bad token shows the error in the modal and stores nothing", async () => 
   );
   assert.ok(await dialog.evaluate((d) => d.matches(":modal")), "the dialog is modal");
   assert.equal(await user.evaluate(() => document.activeElement.id), "token");
-  const scopes = await dialog.locator(".scopes li").allTextContents();
+  const scopes = await dialog.locator(".scopes li code").allTextContents();
   assert.deepEqual(scopes, ["repo", "read:org", "user:email", "read:discussion"]);
   assert.equal(
-    await dialog.getByRole("link", { name: /Create a token/ }).getAttribute("href"),
+    await dialog.getByRole("link", { name: "Create one on GitHub" }).getAttribute("href"),
     `${GITHUB}/settings/tokens`,
   );
   await shot(user, "05-add-token-modal");
