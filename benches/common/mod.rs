@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use batchcred::auth::Caller;
+use batchcred::domain::UserAccount;
 use batchcred::service::{AddCodeHost, CreateCredential, Service};
-use batchcred::store::UserRecord;
 use secrecy::SecretString;
 
 /// The token the code host emulator and the git server accept.
@@ -21,7 +21,7 @@ pub const PATCH: &str = "diff --git a/README.md b/README.md\n--- a/README.md\n++
 /// What a script would do by hand for one changeset.
 /// A site admin `bench` with the benchmark's token for the GitHub code
 /// host at `github_url`, which is added too.
-pub async fn github_user(service: &Service, github_url: &str) -> UserRecord {
+pub async fn github_user(service: &Service, github_url: &str) -> UserAccount {
     let operator = Caller::Operator;
     let user = service
         .create_user(

@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 use super::error::IntoGraphql;
 use super::types::PageInfo;
 use super::{context_parts, ids};
-use crate::domain::UserId;
+use crate::domain::{AuditRecord, UserId};
 use crate::service::{AuditQuery, Page, PageRequest};
-use crate::store::AuditRecord;
 
 /// One audit entry.
 pub struct AuditLogEntry(pub AuditRecord);

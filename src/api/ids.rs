@@ -5,9 +5,10 @@ use async_graphql::ID;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::domain::{AccessTokenId, ChangesetId, CodeHostId, CredentialId, UserId};
+use crate::domain::{
+    AccessTokenId, ChangesetId, CodeHostId, CredentialId, CredentialOwner, UserId,
+};
 use crate::service::Error;
-use crate::store::CredentialOwner;
 
 const USER: &str = "User";
 const CREDENTIAL: &str = "BatchChangesCredential";

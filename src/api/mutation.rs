@@ -13,8 +13,8 @@ use super::types::{
     GitUrlTypeValue, GlobalCredentialUsers, SshKeyAlgorithmValue, User,
 };
 use super::{CurrentSession, context_parts};
+use crate::domain::CodeHostUpdate;
 use crate::service::{AddCodeHost, CreateCredential, Error, PolicyRequest};
-use crate::store::CodeHostUpdate;
 
 /// Write operations: these, and publishing ([`super::publish`]).
 #[derive(async_graphql::MergedObject, Default)]

@@ -6,9 +6,11 @@ use chrono::{DateTime, Utc};
 use super::commit_signing::CommitSigningConfiguration;
 use super::error::IntoGraphql;
 use super::{context_parts, ids};
-use crate::domain::{CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm};
+use crate::domain::{
+    AccessTokenInfo, CodeHostConfig, CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm,
+    UserAccount,
+};
 use crate::service::{CodeHostView, CredentialView, Page, PageRequest, PolicyView};
-use crate::store::{AccessTokenRecord, CodeHostRecord, UserRecord};
 
 /// Sourcegraph's `ExternalServiceKind`, limited to the kinds batchcred models.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -196,7 +198,7 @@ pub enum Node {
 }
 
 /// A user account.
-pub struct User(pub UserRecord);
+pub struct User(pub UserAccount);
 
 #[Object]
 impl User {
@@ -272,7 +274,7 @@ impl User {
 }
 
 /// A page of users.
-pub struct UserConnection(pub Page<UserRecord>);
+pub struct UserConnection(pub Page<UserAccount>);
 
 #[Object]
 impl UserConnection {
@@ -442,7 +444,7 @@ impl BatchChangesCredential {
 }
 
 /// A configured code host, as site admins manage it.
-pub struct CodeHost(pub CodeHostRecord);
+pub struct CodeHost(pub CodeHostConfig);
 
 #[Object]
 impl CodeHost {
@@ -495,7 +497,7 @@ impl CodeHost {
 }
 
 /// A page of code hosts (site admin view).
-pub struct CodeHostConnection(pub Page<CodeHostRecord>);
+pub struct CodeHostConnection(pub Page<CodeHostConfig>);
 
 #[Object]
 impl CodeHostConnection {
@@ -522,7 +524,7 @@ pub struct CreateAccessTokenResult {
 }
 
 /// An API access token, as its owner sees it: never the token itself.
-pub struct AccessToken(pub AccessTokenRecord);
+pub struct AccessToken(pub AccessTokenInfo);
 
 #[Object]
 impl AccessToken {
@@ -561,7 +563,7 @@ impl AccessToken {
 }
 
 /// A page of access tokens.
-pub struct AccessTokenConnection(pub Page<AccessTokenRecord>);
+pub struct AccessTokenConnection(pub Page<AccessTokenInfo>);
 
 #[Object]
 impl AccessTokenConnection {

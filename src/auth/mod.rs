@@ -6,8 +6,7 @@ mod password;
 
 pub use password::{CheckMemory, hash_password, password_matches};
 
-use crate::domain::UserId;
-use crate::store::{CredentialOwner, UserRecord};
+use crate::domain::{CredentialOwner, UserAccount, UserId};
 
 /// The principal behind a request or command.
 #[derive(Debug, Clone)]
@@ -15,7 +14,7 @@ pub enum Caller {
     /// No valid session or token.
     Anonymous,
     /// A signed-in user (session cookie or access token).
-    User(UserRecord),
+    User(UserAccount),
     /// The local operator running the CLI against the store directly: they
     /// hold the database and the keyring already, so they may do anything.
     Operator,
@@ -39,7 +38,7 @@ pub enum Denied {
 
 impl Caller {
     /// The signed-in user, if any.
-    pub fn user(&self) -> Option<&UserRecord> {
+    pub fn user(&self) -> Option<&UserAccount> {
         match self {
             Self::User(user) => Some(user),
             Self::Anonymous | Self::Operator => None,
@@ -161,7 +160,7 @@ mod tests {
 
     fn user(site_admin: bool) -> (UserId, Caller) {
         let id = UserId::new();
-        let record = UserRecord {
+        let record = UserAccount {
             id,
             username: "u".into(),
             site_admin,

@@ -2,11 +2,11 @@
 
 use anyhow::{Context, Result, bail};
 use batchcred::service::{AuditQuery, PageRequest, Service};
-use batchcred::store::AuditRecord;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Subcommand;
 
 use super::OPERATOR;
+use batchcred::domain::AuditRecord;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {

@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use batchcred::domain::{CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm};
+use batchcred::domain::{CodeHostKind, CodeHostUpdate, GitUrlType, PolicyMode, SshKeyAlgorithm};
 use batchcred::service::{AddCodeHost, PageRequest, PolicyRequest, Service};
-use batchcred::store::CodeHostUpdate;
 use clap::Subcommand;
 
 use super::OPERATOR;

@@ -4,9 +4,8 @@ use anyhow::Result;
 use std::time::Duration;
 
 use batchcred::codehost::CheckOptions;
-use batchcred::domain::{CodeHostKind, CodeHostUrl};
+use batchcred::domain::{CodeHostKind, CodeHostUrl, CredentialOwner};
 use batchcred::service::{CreateCredential, CredentialView, Service};
-use batchcred::store::CredentialOwner;
 use clap::Subcommand;
 
 use super::OPERATOR;

@@ -2,12 +2,12 @@
 
 use anyhow::{Result, bail};
 use batchcred::crypto::{KeyId, KeySource, Keyring};
-use batchcred::store::CredentialOwner;
 use clap::Subcommand;
 
 use batchcred::service::KeyringChange;
 
 use super::{Local, OPERATOR};
+use batchcred::domain::CredentialOwner;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {

@@ -5,9 +5,36 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use url::Url;
 
-use super::InvalidInput;
+use super::{CodeHostId, CodeHostKind, GlobalCredentialPolicy, InvalidInput};
+
+/// A code host a site admin registered, with how git reaches it and who may
+/// use its global credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeHostConfig {
+    pub id: CodeHostId,
+    pub kind: CodeHostKind,
+    pub url: CodeHostUrl,
+    pub git_url_type: GitUrlType,
+    /// `known_hosts` lines pinning the host's SSH key, for SSH pushes.
+    pub ssh_known_hosts: Option<String>,
+    pub ssh_key_algorithm: SshKeyAlgorithm,
+    pub created_at: DateTime<Utc>,
+    /// Who may publish with its global credential, and where.
+    pub global_credential_policy: GlobalCredentialPolicy,
+}
+
+/// Changes to a code host; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct CodeHostUpdate {
+    pub git_url_type: Option<GitUrlType>,
+    /// `Some(None)` clears the recorded host key.
+    pub ssh_known_hosts: Option<Option<String>>,
+    pub ssh_key_algorithm: Option<SshKeyAlgorithm>,
+    pub global_credential_policy: Option<GlobalCredentialPolicy>,
+}
 
 /// How git reaches the code host's repositories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

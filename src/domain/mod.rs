@@ -2,6 +2,8 @@
 //! token) is parsed into one of these before the service layer sees it, so
 //! the rest of the code never has to re-check its shape.
 
+mod account;
+mod audit;
 mod code_host;
 mod code_host_kind;
 mod ids;
@@ -9,7 +11,9 @@ mod input;
 mod policy;
 mod rollout;
 
-pub use code_host::{CodeHostUrl, GitUrlType, SshKeyAlgorithm};
+pub use account::{AccessTokenInfo, CredentialOwner, UserAccount};
+pub use audit::AuditRecord;
+pub use code_host::{CodeHostConfig, CodeHostUpdate, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
 pub use code_host_kind::{
     BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE, CodeHostKind, GitUsername, KindDescriptor,
     RequiredScope, TokenPage, UsernameRule,

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::client_address::ClientAddress;
 use super::{ApiError, AppState, CookieSettings};
+use crate::domain::UserAccount;
 use crate::service::SessionToken;
-use crate::store::UserRecord;
 
 /// Body of `POST /-/sign-in` and `POST /-/site-init`.
 #[derive(Deserialize)]
@@ -46,7 +46,7 @@ pub(crate) fn removal_cookie(settings: &CookieSettings) -> Cookie<'static> {
         .build()
 }
 
-fn user_json(user: &UserRecord) -> Value {
+fn user_json(user: &UserAccount) -> Value {
     json!({ "username": user.username, "siteAdmin": user.site_admin })
 }
 

@@ -8,12 +8,12 @@ use chrono::Utc;
 use super::{Error, Page, PageRequest, Result, Service, not_found};
 use crate::auth::{Caller, Denied};
 use crate::crypto::{RandomToken, sha256_hex};
-use crate::domain::{AccessTokenId, UserId};
-use crate::store::{self, AccessTokenRecord, NewAccessToken};
+use crate::domain::{AccessTokenId, AccessTokenInfo, UserId};
+use crate::store::{self, NewAccessToken};
 
 /// An API access token, returned once at creation.
 pub struct CreatedAccessToken {
-    pub record: AccessTokenRecord,
+    pub record: AccessTokenInfo,
     pub token: RandomToken,
 }
 
@@ -91,7 +91,7 @@ impl Service {
         };
         let token = RandomToken::generate(ACCESS_TOKEN_PREFIX)?;
         let prefix: String = token.expose().chars().take(RECOGNISABLE_CHARS).collect();
-        let record = AccessTokenRecord {
+        let record = AccessTokenInfo {
             id: AccessTokenId::new(),
             user_id: user.id,
             prefix: Some(prefix),
@@ -134,7 +134,7 @@ impl Service {
         caller: &Caller,
         user_id: UserId,
         page: &PageRequest,
-    ) -> Result<Page<AccessTokenRecord>> {
+    ) -> Result<Page<AccessTokenInfo>> {
         caller.require_acting_for(user_id)?;
         let limit = page.limit()?;
         let rows = self
@@ -150,7 +150,7 @@ impl Service {
         &self,
         caller: &Caller,
         id: AccessTokenId,
-    ) -> Result<AccessTokenRecord> {
+    ) -> Result<AccessTokenInfo> {
         caller.require_signed_in()?;
         let token = self
             .store

@@ -11,8 +11,8 @@ use super::sign_in_guard::account_key;
 use super::{Error, Page, PageRequest, Result, Service, not_found};
 use crate::auth::{Caller, hash_password, password_matches};
 use crate::crypto::{RandomToken, sha256_hex};
-use crate::domain::{Password, UserId, Username};
-use crate::store::{NewUser, UserRecord};
+use crate::domain::{Password, UserAccount, UserId, Username};
+use crate::store::NewUser;
 
 /// A new session's cookie value; shown to the browser once.
 pub struct SessionToken(pub RandomToken);
@@ -32,7 +32,7 @@ impl Service {
         &self,
         username: &str,
         password: SecretString,
-    ) -> Result<UserRecord> {
+    ) -> Result<UserAccount> {
         let already =
             || Error::Forbidden("this instance is already initialised; sign in instead".into());
         // Checked first only to spare a password hash; the store decides.
@@ -56,7 +56,7 @@ impl Service {
         username: &str,
         password: SecretString,
         site_admin: bool,
-    ) -> Result<UserRecord> {
+    ) -> Result<UserAccount> {
         match caller.require_site_admin() {
             Ok(()) => {
                 self.insert_user(caller, username, password, site_admin)
@@ -80,7 +80,7 @@ impl Service {
         caller: &Caller,
         username: &str,
         password: SecretString,
-    ) -> Result<Option<UserRecord>> {
+    ) -> Result<Option<UserAccount>> {
         let new_user = self.new_user(username, password, true).await?;
         let audit = user_created(caller, &new_user);
         let user = self.store.insert_first_user(&audit, new_user).await?;
@@ -96,7 +96,7 @@ impl Service {
         username: &str,
         password: SecretString,
         site_admin: bool,
-    ) -> Result<UserRecord> {
+    ) -> Result<UserAccount> {
         let new_user = self.new_user(username, password, site_admin).await?;
         let audit = user_created(caller, &new_user);
         let user = self.store.insert_user(&audit, new_user).await?;
@@ -126,13 +126,13 @@ impl Service {
     }
 
     /// A user, to themselves or a site admin.
-    pub async fn user(&self, caller: &Caller, id: UserId) -> Result<UserRecord> {
+    pub async fn user(&self, caller: &Caller, id: UserId) -> Result<UserAccount> {
         caller.require_acting_for(id)?;
         self.store.find_user(id).await.map_err(not_found("user"))
     }
 
     /// Looks a user up by name (site admins and the operator).
-    pub async fn user_by_username(&self, caller: &Caller, username: &str) -> Result<UserRecord> {
+    pub async fn user_by_username(&self, caller: &Caller, username: &str) -> Result<UserAccount> {
         caller.require_site_admin()?;
         self.store
             .find_user_by_username(username)
@@ -144,7 +144,7 @@ impl Service {
         &self,
         caller: &Caller,
         page: &PageRequest,
-    ) -> Result<Page<UserRecord>> {
+    ) -> Result<Page<UserAccount>> {
         caller.require_site_admin()?;
         let limit = page.limit()?;
         let rows = self.store.list_users(page.after_id()?, limit).await?;
@@ -198,7 +198,7 @@ impl Service {
         username: &str,
         password: SecretString,
         client: IpAddr,
-    ) -> Result<(SessionToken, UserRecord)> {
+    ) -> Result<(SessionToken, UserAccount)> {
         let found = self
             .guarded_password_check(username, password, Some(client), |store| async move {
                 match store.find_user_with_password_hash(username).await {
@@ -250,10 +250,10 @@ impl Service {
         password: SecretString,
         client: Option<IpAddr>,
         lookup: F,
-    ) -> Result<Option<UserRecord>>
+    ) -> Result<Option<UserAccount>>
     where
         F: FnOnce(&'a crate::store::Store) -> Fut,
-        Fut: std::future::Future<Output = Result<(Option<UserRecord>, Option<String>)>>,
+        Fut: std::future::Future<Output = Result<(Option<UserAccount>, Option<String>)>>,
     {
         let guard = &self.sign_in_guard;
         let limits = *guard.limits();

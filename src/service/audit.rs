@@ -4,8 +4,8 @@
 
 use super::{Error, Page, PageRequest, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{CodeHostUrl, UserId};
-use crate::store::{AuditEntry, AuditFilter, AuditRecord};
+use crate::domain::{AuditRecord, CodeHostConfig, CodeHostUrl, CredentialOwner, UserId};
+use crate::store::{AuditEntry, AuditFilter};
 
 /// The events recorded, as `event` names them.
 pub mod event {
@@ -79,22 +79,22 @@ pub(crate) fn by_system(event: &'static str) -> AuditEntry {
 pub(crate) fn about_credential(
     entry: AuditEntry,
     credential: &crate::store::CredentialRecord,
-    host: &crate::store::CodeHostRecord,
+    host: &CodeHostConfig,
 ) -> AuditEntry {
     let entry = entry
         .credential(credential.id)
         .code_host(host.id)
         .detail(serde_json::json!({
             "owner": match credential.owner {
-                crate::store::CredentialOwner::User(_) => "user",
-                crate::store::CredentialOwner::Site => "site",
+                CredentialOwner::User(_) => "user",
+                CredentialOwner::Site => "site",
             },
             "code_host": host.url.as_str(),
             "kind": host.kind.display_name(),
         }));
     match credential.owner {
-        crate::store::CredentialOwner::User(user) => entry.user(user),
-        crate::store::CredentialOwner::Site => entry,
+        CredentialOwner::User(user) => entry.user(user),
+        CredentialOwner::Site => entry,
     }
 }
 

@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use super::{Error, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{self, CheckOptions, CodeHostApi, TokenCheck};
-use crate::domain::CredentialId;
-use crate::store::{CheckState, CodeHostRecord, CredentialRecord};
+use crate::domain::{CodeHostConfig, CredentialId};
+use crate::store::{CheckState, CredentialRecord};
 
 use super::credentials::CredentialView;
 
@@ -29,7 +29,7 @@ impl Service {
     /// stored with the credential) where the kind needs one.
     pub(crate) fn code_host_client(
         &self,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
         username: Option<&str>,
     ) -> Result<codehost::Client> {
         Ok(codehost::Client::new(
@@ -44,7 +44,7 @@ impl Service {
     /// required scope.
     pub(crate) async fn check_token(
         &self,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
         username: Option<&str>,
         token: &SecretString,
         options: &CheckOptions,
@@ -88,7 +88,7 @@ impl Service {
         &self,
         audit: crate::store::AuditEntry,
         record: &CredentialRecord,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
         options: &CheckOptions,
     ) -> Result<(CheckState, Result<()>)> {
         // A record that does not match its seal is flagged; the code host

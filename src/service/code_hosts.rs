@@ -6,10 +6,11 @@ use super::credentials::CredentialView;
 use super::{Error, Page, PageRequest, Result, Service, not_found, signed_in};
 use crate::auth::Caller;
 use crate::domain::{
-    CodeHostId, CodeHostKind, CodeHostUrl, GitUrlType, GlobalCredentialPolicy, PolicyMode,
-    PolicyUsers, SshKeyAlgorithm, UserId, parse_repository_patterns,
+    CodeHostConfig, CodeHostId, CodeHostKind, CodeHostUpdate, CodeHostUrl, CredentialOwner,
+    GitUrlType, GlobalCredentialPolicy, PolicyMode, PolicyUsers, SshKeyAlgorithm, UserId,
+    parse_repository_patterns,
 };
-use crate::store::{CodeHostRecord, CodeHostUpdate, CredentialOwner, CredentialRecord};
+use crate::store::CredentialRecord;
 
 /// A request to register a code host.
 #[derive(Debug, Clone)]
@@ -24,7 +25,7 @@ pub struct AddCodeHost {
 /// A code host with the credential that applies to the viewer.
 #[derive(Debug, Clone)]
 pub struct CodeHostView {
-    pub code_host: CodeHostRecord,
+    pub code_host: CodeHostConfig,
     pub credential: Option<CredentialView>,
     /// Whether a webhook secret is set up for it.
     pub has_webhook: bool,
@@ -73,7 +74,7 @@ impl PolicyView {
 /// the site admins' business.
 fn site_credential_seen_by_user(
     record: &CredentialRecord,
-    host: &CodeHostRecord,
+    host: &CodeHostConfig,
 ) -> CredentialView {
     CredentialView {
         username: None,
@@ -127,7 +128,7 @@ impl Service {
         &self,
         caller: &Caller,
         request: AddCodeHost,
-    ) -> Result<CodeHostRecord> {
+    ) -> Result<CodeHostConfig> {
         caller.require_site_admin()?;
         if !request.kind.is_supported() {
             return Err(Error::InvalidInput(format!(
@@ -135,7 +136,7 @@ impl Service {
                 request.kind.display_name()
             )));
         }
-        let host = CodeHostRecord {
+        let host = CodeHostConfig {
             id: CodeHostId::new(),
             kind: request.kind,
             url: CodeHostUrl::parse(&request.url)?,
@@ -164,7 +165,7 @@ impl Service {
         caller: &Caller,
         id: CodeHostId,
         mut update: CodeHostUpdate,
-    ) -> Result<CodeHostRecord> {
+    ) -> Result<CodeHostConfig> {
         caller.require_site_admin()?;
         if let Some(known_hosts) = update.ssh_known_hosts.take() {
             update.ssh_known_hosts = Some(validate_known_hosts(known_hosts)?);
@@ -248,7 +249,7 @@ impl Service {
         caller: &Caller,
         id: CodeHostId,
         request: PolicyRequest,
-    ) -> Result<CodeHostRecord> {
+    ) -> Result<CodeHostConfig> {
         let policy = self.global_credential_policy_from(caller, request).await?;
         let audit = super::audit::by(caller, super::audit::event::CODE_HOST_POLICY)
             .code_host(id)
@@ -286,7 +287,7 @@ impl Service {
     pub async fn global_credential_policy(
         &self,
         caller: &Caller,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
     ) -> Result<PolicyView> {
         caller.require_site_admin()?;
         let policy = &host.global_credential_policy;
@@ -329,13 +330,13 @@ impl Service {
         &self,
         caller: &Caller,
         page: &PageRequest,
-    ) -> Result<Page<CodeHostRecord>> {
+    ) -> Result<Page<CodeHostConfig>> {
         caller.require_site_admin()?;
         self.code_host_page(page).await
     }
 
     /// Finds a code host by URL (site admins and the operator).
-    pub async fn code_host_by_url(&self, caller: &Caller, url: &str) -> Result<CodeHostRecord> {
+    pub async fn code_host_by_url(&self, caller: &Caller, url: &str) -> Result<CodeHostConfig> {
         caller.require_site_admin()?;
         let url = CodeHostUrl::parse(url)?;
         self.store
@@ -346,7 +347,7 @@ impl Service {
 
     /// The code host configured at `url`, or the error a caller asking to
     /// use an unconfigured one needs to see.
-    pub(super) async fn configured_code_host(&self, url: &CodeHostUrl) -> Result<CodeHostRecord> {
+    pub(super) async fn configured_code_host(&self, url: &CodeHostUrl) -> Result<CodeHostConfig> {
         self.store
             .find_code_host_by_url(url)
             .await
@@ -358,7 +359,7 @@ impl Service {
             })
     }
 
-    async fn code_host_page(&self, page: &PageRequest) -> Result<Page<CodeHostRecord>> {
+    async fn code_host_page(&self, page: &PageRequest) -> Result<Page<CodeHostConfig>> {
         let limit = page.limit()?;
         let rows = self.store.list_code_hosts(page.after_id()?, limit).await?;
         let total = self.store.count_code_hosts().await?;

@@ -11,11 +11,10 @@ use crate::auth::Caller;
 use crate::codehost::CheckOptions;
 use crate::crypto::{Sealed, SshKeypair, generate_ssh_keypair};
 use crate::domain::{
-    CodeHostKind, CodeHostUrl, CredentialId, GitUrlType, SshKeyAlgorithm, Token, UserId,
+    CodeHostConfig, CodeHostKind, CodeHostUrl, CredentialId, CredentialOwner, GitUrlType,
+    SshKeyAlgorithm, Token, UserId,
 };
-use crate::store::{
-    CheckState, CodeHostRecord, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate,
-};
+use crate::store::{CheckState, CredentialRecord, NewCredential, SecretUpdate};
 
 /// A request to store a credential.
 pub struct CreateCredential {
@@ -67,7 +66,7 @@ pub struct CredentialView {
 }
 
 impl CredentialView {
-    pub(crate) fn new(record: &CredentialRecord, host: &CodeHostRecord) -> Self {
+    pub(crate) fn new(record: &CredentialRecord, host: &CodeHostConfig) -> Self {
         Self {
             id: record.id,
             owner: record.owner,
@@ -148,7 +147,7 @@ fn associated_data(
     version: i64,
     id: CredentialId,
     owner: CredentialOwner,
-    host: &CodeHostRecord,
+    host: &CodeHostConfig,
 ) -> Result<Vec<u8>> {
     match version {
         1 => Ok(format!("batchcred/credentials/{id}/secret").into_bytes()),
@@ -200,7 +199,7 @@ impl Service {
         &self,
         id: CredentialId,
         owner: CredentialOwner,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
         secret: &CredentialSecret,
     ) -> Result<Sealed> {
         let payload = SecretPayload {
@@ -222,7 +221,7 @@ impl Service {
     pub(crate) fn open_secret(
         &self,
         record: &CredentialRecord,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
     ) -> Result<CredentialSecret> {
         if record.code_host_id != host.id {
             return Err(Error::SealMismatch);
@@ -250,7 +249,7 @@ impl Service {
     pub(crate) async fn open_secret_to_use(
         &self,
         record: &CredentialRecord,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
     ) -> Result<CredentialSecret> {
         let opened = self.open_secret(record, host);
         if let Err(Error::SealMismatch) = &opened {
@@ -392,7 +391,7 @@ impl Service {
         &self,
         caller: &Caller,
         id: CredentialId,
-    ) -> Result<(CredentialRecord, CodeHostRecord)> {
+    ) -> Result<(CredentialRecord, CodeHostConfig)> {
         caller.require_signed_in()?;
         let hidden = || Error::NotFound("credential not found".into());
         let record = self.store.find_credential(id).await.map_err(|e| match e {
@@ -511,8 +510,8 @@ mod tests {
     use super::*;
     use crate::domain::{CodeHostId, GitUrlType, SshKeyAlgorithm};
 
-    fn host(url: &str) -> CodeHostRecord {
-        CodeHostRecord {
+    fn host(url: &str) -> CodeHostConfig {
+        CodeHostConfig {
             id: CodeHostId::new(),
             kind: CodeHostKind::GitHub,
             url: CodeHostUrl::parse(url).expect("url"),
@@ -528,7 +527,7 @@ mod tests {
         version: i64,
         id: CredentialId,
         owner: CredentialOwner,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
     ) -> Vec<u8> {
         associated_data(version, id, owner, host).unwrap_or_default()
     }

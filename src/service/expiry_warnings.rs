@@ -18,9 +18,9 @@ use serde::Serialize;
 
 use super::{Error, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{CodeHostKind, CodeHostUrl, CredentialId, UserId};
+use crate::domain::{CodeHostKind, CodeHostUrl, CredentialId, CredentialOwner, UserId};
 use crate::notify::{self, EmailSettings, Mailer, WebhookSender, WebhookSettings};
-use crate::store::{CredentialOwner, FlaggedCredential, WarningChannel, WarningKey, WarningReason};
+use crate::store::{FlaggedCredential, WarningChannel, WarningKey, WarningReason};
 
 /// When and where expiry warnings go.
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use super::credentials::SEAL_VERSION;
 use super::{Error, Result, Service};
 use crate::auth::Caller;
 use crate::crypto::KeyId;
-use crate::domain::{CodeHostUrl, CredentialId};
-use crate::store::{CredentialOwner, CredentialRecord, SecretUpdate};
+use crate::domain::{CodeHostUrl, CredentialId, CredentialOwner};
+use crate::store::{CredentialRecord, SecretUpdate};
 
 /// The outcome of a re-encryption pass.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use super::changeset_jobs::QueueSettings;
 use super::{Error, ResolvedCredential, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{CodeHostApi, PullRequestDraft};
-use crate::domain::{ChangesetId, CodeHostKind, CodeHostUrl, GitUrlType, UserId};
+use crate::domain::{ChangesetId, CodeHostConfig, CodeHostKind, CodeHostUrl, GitUrlType, UserId};
 use crate::publish::git::{self, Change, GitAuth, PushError, PushRequest};
 use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, default_git_jobs, remote};
-use crate::store::{ChangesetRecord, ChangesetState, CodeHostRecord, JobState};
+use crate::store::{ChangesetRecord, ChangesetState, JobState};
 
 /// The most changesets published at once that a caller may ask for; the
 /// git work itself is further bounded by [`PublishSettings::max_git_jobs`]
@@ -218,7 +218,7 @@ pub(super) enum Preparation {
 }
 
 pub(super) struct Prepared {
-    pub host: CodeHostRecord,
+    pub host: CodeHostConfig,
     /// The spec's fingerprint ([`ChangesetSpec::fingerprint`]).
     pub fingerprint: String,
     pub credential: ResolvedCredential,
@@ -227,7 +227,7 @@ pub(super) struct Prepared {
 /// A changeset as first recorded, before any work on it.
 pub(super) fn new_changeset_record(
     user: UserId,
-    host: &CodeHostRecord,
+    host: &CodeHostConfig,
     spec: &ChangesetSpec,
     fingerprint: String,
     now: chrono::DateTime<Utc>,
@@ -422,7 +422,7 @@ impl Service {
         &self,
         user: UserId,
         spec: &ChangesetSpec,
-        host: &CodeHostRecord,
+        host: &CodeHostConfig,
         credential: &ResolvedCredential,
         record: &mut ChangesetRecord,
     ) -> Result<PublishedChangeset> {

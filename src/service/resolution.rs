@@ -5,8 +5,9 @@
 use super::credentials::CredentialSecret;
 use super::{Error, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{CodeHostUrl, CredentialId, PolicyRefusal, UserId};
-use crate::store::{CodeHostRecord, CredentialOwner};
+use crate::domain::{
+    CodeHostConfig, CodeHostUrl, CredentialId, CredentialOwner, PolicyRefusal, UserId,
+};
 
 /// Whose credential was used; recorded with each published changeset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +31,7 @@ impl CredentialSource {
 pub struct ResolvedCredential {
     pub credential_id: CredentialId,
     pub source: CredentialSource,
-    pub code_host: CodeHostRecord,
+    pub code_host: CodeHostConfig,
     /// The code host username stored with the credential, if any.
     pub username: Option<String>,
     /// The code host account the token belongs to, from its last check.
@@ -108,7 +109,7 @@ impl Service {
     /// account) when the policy keeps `user` from the global credential.
     async fn check_global_policy(
         &self,
-        code_host: &CodeHostRecord,
+        code_host: &CodeHostConfig,
         user: UserId,
         repository: &str,
     ) -> Result<()> {

@@ -7,8 +7,8 @@ use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
 use super::users::{user_columns, user_from_row};
-use super::{Error, Result, Store, UserRecord, from_millis, parse_column, to_millis};
-use crate::domain::{AccessTokenId, UserId};
+use super::{Error, Result, Store, from_millis, parse_column, to_millis};
+use crate::domain::{AccessTokenId, AccessTokenInfo, UserAccount, UserId};
 
 /// How often a token's `last_used_at` is written at most: API traffic
 /// must not turn every read into a write.
@@ -26,25 +26,6 @@ pub struct NewAccessToken<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// A stored token as its owner sees it (never the token or its hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessTokenRecord {
-    pub id: AccessTokenId,
-    pub user_id: UserId,
-    /// `None` for tokens created before prefixes were recorded.
-    pub prefix: Option<String>,
-    pub note: String,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-impl AccessTokenRecord {
-    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
-    }
-}
-
 /// The token columns every token query selects.
 macro_rules! token_columns {
     () => {
@@ -58,8 +39,8 @@ fn optional_time(row: &AnyRow, column: &str) -> Result<Option<DateTime<Utc>>> {
         .transpose()
 }
 
-fn token_from_row(row: &AnyRow) -> Result<AccessTokenRecord> {
-    Ok(AccessTokenRecord {
+fn token_from_row(row: &AnyRow) -> Result<AccessTokenInfo> {
+    Ok(AccessTokenInfo {
         id: parse_column("access_tokens.id", &row.try_get::<String, _>("id")?)?,
         user_id: parse_column(
             "access_tokens.user_id",
@@ -106,7 +87,7 @@ impl Store {
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
-    ) -> Result<UserRecord> {
+    ) -> Result<UserAccount> {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
@@ -137,7 +118,7 @@ impl Store {
         user_id: UserId,
         after: Option<AccessTokenId>,
         limit: i64,
-    ) -> Result<Vec<AccessTokenRecord>> {
+    ) -> Result<Vec<AccessTokenInfo>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
@@ -160,7 +141,7 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    pub async fn find_access_token(&self, id: AccessTokenId) -> Result<AccessTokenRecord> {
+    pub async fn find_access_token(&self, id: AccessTokenId) -> Result<AccessTokenInfo> {
         let row = sqlx::query(concat!(
             "SELECT ",
             token_columns!(),

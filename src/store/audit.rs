@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Error, Result, Store, from_millis, to_millis};
-use crate::domain::{ChangesetId, CodeHostId, CredentialId, UserId};
+use crate::domain::{AuditRecord, ChangesetId, CodeHostId, CredentialId, UserId};
 
 /// An event to record. `detail` is a JSON object and never holds a secret.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,25 +75,6 @@ impl AuditEntry {
         self.outcome = "failure";
         self
     }
-}
-
-/// An entry as stored, with its place in the chain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRecord {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub actor_name: Option<String>,
-    pub event: String,
-    pub outcome: String,
-    pub user_id: Option<String>,
-    pub code_host_id: Option<String>,
-    pub credential_id: Option<String>,
-    pub changeset_id: Option<String>,
-    /// The JSON text as stored (hashed as it is).
-    pub detail: String,
-    pub prev_hash: String,
-    pub hash: String,
 }
 
 impl AuditRecord {

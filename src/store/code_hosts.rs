@@ -1,43 +1,17 @@
 //! Configured code hosts.
 
-use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
 use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
 use crate::domain::{
-    CodeHostId, CodeHostKind, CodeHostUrl, GitUrlType, GlobalCredentialPolicy, PolicyMode,
-    PolicyUsers, RepositoryPattern, SshKeyAlgorithm, UserId,
+    CodeHostConfig, CodeHostId, CodeHostUpdate, CodeHostUrl, GitUrlType, GlobalCredentialPolicy,
+    PolicyMode, PolicyUsers, RepositoryPattern, SshKeyAlgorithm, UserId,
 };
 
-/// A code host as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeHostRecord {
-    pub id: CodeHostId,
-    pub kind: CodeHostKind,
-    pub url: CodeHostUrl,
-    pub git_url_type: GitUrlType,
-    /// `known_hosts` lines pinning the host's SSH key, for SSH pushes.
-    pub ssh_known_hosts: Option<String>,
-    pub ssh_key_algorithm: SshKeyAlgorithm,
-    pub created_at: DateTime<Utc>,
-    /// Who may publish with its global credential, and where.
-    pub global_credential_policy: GlobalCredentialPolicy,
-}
-
 /// A code host to register.
-pub type NewCodeHost = CodeHostRecord;
-
-/// Changes to a code host; `None` leaves a field as it is.
-#[derive(Debug, Default)]
-pub struct CodeHostUpdate {
-    pub git_url_type: Option<GitUrlType>,
-    /// `Some(None)` clears the recorded host key.
-    pub ssh_known_hosts: Option<Option<String>>,
-    pub ssh_key_algorithm: Option<SshKeyAlgorithm>,
-    pub global_credential_policy: Option<GlobalCredentialPolicy>,
-}
+pub type NewCodeHost = CodeHostConfig;
 
 macro_rules! code_host_columns {
     () => {
@@ -46,9 +20,9 @@ macro_rules! code_host_columns {
     };
 }
 
-fn code_host_from_row(row: &AnyRow) -> Result<CodeHostRecord> {
+fn code_host_from_row(row: &AnyRow) -> Result<CodeHostConfig> {
     let url: String = row.try_get("url")?;
-    Ok(CodeHostRecord {
+    Ok(CodeHostConfig {
         id: parse_column("code_hosts.id", &row.try_get::<String, _>("id")?)?,
         kind: parse_column("code_hosts.kind", &row.try_get::<String, _>("kind")?)?,
         url: CodeHostUrl::parse(&url).map_err(|e| Error::Corrupt(e.to_string()))?,
@@ -145,7 +119,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn find_code_host(&self, id: CodeHostId) -> Result<CodeHostRecord> {
+    pub async fn find_code_host(&self, id: CodeHostId) -> Result<CodeHostConfig> {
         let row = sqlx::query(concat!(
             "SELECT ",
             code_host_columns!(),
@@ -158,7 +132,7 @@ impl Store {
         code_host_from_row(&row)
     }
 
-    pub async fn find_code_host_by_url(&self, url: &CodeHostUrl) -> Result<CodeHostRecord> {
+    pub async fn find_code_host_by_url(&self, url: &CodeHostUrl) -> Result<CodeHostConfig> {
         let row = sqlx::query(concat!(
             "SELECT ",
             code_host_columns!(),
@@ -176,7 +150,7 @@ impl Store {
         &self,
         after: Option<CodeHostId>,
         limit: i64,
-    ) -> Result<Vec<CodeHostRecord>> {
+    ) -> Result<Vec<CodeHostConfig>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             code_host_columns!(),
@@ -206,7 +180,7 @@ impl Store {
         audit: &AuditEntry,
         id: CodeHostId,
         update: CodeHostUpdate,
-    ) -> Result<CodeHostRecord> {
+    ) -> Result<CodeHostConfig> {
         let mut tx = self.pool.begin().await?;
         let flag = |given: bool| i64::from(given);
         let (known_hosts_given, known_hosts) = match update.ssh_known_hosts {

@@ -8,24 +8,7 @@ use sqlx::any::AnyRow;
 use super::audit::AuditEntry;
 use super::{Error, Result, Store, from_millis, parse_column, to_millis};
 use crate::crypto::{KeyId, Sealed};
-use crate::domain::{CodeHostId, CredentialId, UserId};
-
-/// Whose credential it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialOwner {
-    User(UserId),
-    /// The global service account, used for users who have none.
-    Site,
-}
-
-impl CredentialOwner {
-    fn user_id(self) -> Option<String> {
-        match self {
-            Self::User(id) => Some(id.to_string()),
-            Self::Site => None,
-        }
-    }
-}
+use crate::domain::{CodeHostId, CredentialId, CredentialOwner};
 
 /// A credential as stored.
 #[derive(Debug, Clone)]

@@ -7,8 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Error, Result, Store, from_millis, parse_column, to_millis};
-use crate::domain::{CodeHostKind, CodeHostUrl, CredentialId, UserId};
-use crate::store::CredentialOwner;
+use crate::domain::{CodeHostKind, CodeHostUrl, CredentialId, CredentialOwner, UserId};
 
 /// A credential whose token expires soon or whose last check failed, with
 /// what a warning about it names (never its secret).

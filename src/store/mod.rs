@@ -17,18 +17,18 @@ mod sign_in_failures;
 mod users;
 mod webhooks;
 
-pub use access_tokens::{AccessTokenRecord, NewAccessToken};
-pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord};
+pub use access_tokens::NewAccessToken;
+pub use audit::{AuditEntry, AuditFilter, AuditHead};
 pub use changeset_jobs::{
     ChangesetFilter, ClaimFilter, ClaimedJob, JobOutcome, PullRequestSnapshot,
 };
 pub use changesets::{ChangesetRecord, ChangesetState, JobAction, JobState};
-pub use code_hosts::{CodeHostRecord, CodeHostUpdate, NewCodeHost};
-pub use credentials::{CheckState, CredentialOwner, CredentialRecord, NewCredential, SecretUpdate};
+pub use code_hosts::NewCodeHost;
+pub use credentials::{CheckState, CredentialRecord, NewCredential, SecretUpdate};
 pub use expiry_warnings::{FlaggedCredential, WarningChannel, WarningKey, WarningReason};
 pub use sessions::SessionRecord;
 pub use sign_in_failures::SignInFailures;
-pub use users::{NewUser, UserRecord};
+pub use users::NewUser;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -7,12 +7,12 @@ use sqlx::Row;
 use super::audit::AuditEntry;
 use super::users::{user_columns, user_from_row};
 use super::{Error, Result, Store, from_millis, to_millis};
-use crate::domain::UserId;
+use crate::domain::{UserAccount, UserId};
 
 /// A stored session, as the request that presents it needs it.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
-    pub user: super::UserRecord,
+    pub user: UserAccount,
     pub expires_at: DateTime<Utc>,
     /// When a request last used it (to the minute), for the idle timeout.
     pub last_seen_at: DateTime<Utc>,

@@ -6,16 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
 use super::{Error, Result, Store, conflict_on_unique, from_millis, parse_column, to_millis};
-use crate::domain::UserId;
-
-/// A user as the rest of the service sees it (no password hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRecord {
-    pub id: UserId,
-    pub username: String,
-    pub site_admin: bool,
-    pub created_at: DateTime<Utc>,
-}
+use crate::domain::{UserAccount, UserId};
 
 /// What is needed to create a user.
 pub struct NewUser {
@@ -34,8 +25,8 @@ macro_rules! user_columns {
 }
 pub(super) use user_columns;
 
-pub(super) fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
-    Ok(UserRecord {
+pub(super) fn user_from_row(row: &AnyRow) -> Result<UserAccount> {
+    Ok(UserAccount {
         id: parse_column("users.id", &row.try_get::<String, _>("id")?)?,
         username: row.try_get("username")?,
         site_admin: row.try_get::<i64, _>("site_admin")? != 0,
@@ -47,7 +38,7 @@ impl Store {
     /// Creates a user. The very first user of an instance is always made a
     /// site admin; a marker row claimed in the same transaction makes that
     /// race-free, and keeps a later empty users table from re-opening it.
-    pub async fn insert_user(&self, audit: &AuditEntry, user: NewUser) -> Result<UserRecord> {
+    pub async fn insert_user(&self, audit: &AuditEntry, user: NewUser) -> Result<UserAccount> {
         // Not asked to be the first, the insert always yields the record.
         self.insert_user_claiming_first(audit, user, false)
             .await?
@@ -61,7 +52,7 @@ impl Store {
         &self,
         audit: &AuditEntry,
         user: NewUser,
-    ) -> Result<Option<UserRecord>> {
+    ) -> Result<Option<UserAccount>> {
         self.insert_user_claiming_first(audit, user, true).await
     }
 
@@ -70,7 +61,7 @@ impl Store {
         audit: &AuditEntry,
         user: NewUser,
         only_if_first: bool,
-    ) -> Result<Option<UserRecord>> {
+    ) -> Result<Option<UserAccount>> {
         let mut tx = self.pool.begin().await?;
         let first = sqlx::query(
             "INSERT INTO site_initialized (singleton) VALUES (1) ON CONFLICT DO NOTHING",
@@ -83,7 +74,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        let record = UserRecord {
+        let record = UserAccount {
             id: user.id,
             username: user.username,
             site_admin: user.site_admin || first,
@@ -117,7 +108,7 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
-    pub async fn find_user(&self, id: UserId) -> Result<UserRecord> {
+    pub async fn find_user(&self, id: UserId) -> Result<UserAccount> {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
@@ -130,7 +121,7 @@ impl Store {
         user_from_row(&row)
     }
 
-    pub async fn find_user_by_username(&self, username: &str) -> Result<UserRecord> {
+    pub async fn find_user_by_username(&self, username: &str) -> Result<UserAccount> {
         self.find_user_with_password_hash(username)
             .await
             .map(|(user, _)| user)
@@ -140,7 +131,7 @@ impl Store {
     pub async fn find_user_with_password_hash(
         &self,
         username: &str,
-    ) -> Result<(UserRecord, String)> {
+    ) -> Result<(UserAccount, String)> {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
@@ -193,7 +184,7 @@ impl Store {
     }
 
     /// Users in creation order, starting after `after`.
-    pub async fn list_users(&self, after: Option<UserId>, limit: i64) -> Result<Vec<UserRecord>> {
+    pub async fn list_users(&self, after: Option<UserId>, limit: i64) -> Result<Vec<UserAccount>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),

@@ -14,10 +14,9 @@ use super::auth_pages::NoFields;
 use super::csrf::CsrfForm;
 use super::session::WebCaller;
 use super::{Chrome, WebError};
-use crate::domain::AccessTokenId;
+use crate::domain::{AccessTokenId, AccessTokenInfo};
 use crate::http::AppState;
 use crate::service::{Error, PageRequest};
-use crate::store::AccessTokenRecord;
 
 pub(super) const PATH: &str = "/user/settings/access-tokens";
 
@@ -49,7 +48,7 @@ fn day(time: DateTime<Utc>) -> String {
 }
 
 impl TokenRow {
-    fn of(token: &AccessTokenRecord, now: DateTime<Utc>) -> Self {
+    fn of(token: &AccessTokenInfo, now: DateTime<Utc>) -> Self {
         Self {
             id: token.id.to_string(),
             prefix: token

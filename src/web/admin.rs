@@ -12,10 +12,12 @@ use super::auth_pages::NoFields;
 use super::csrf::CsrfForm;
 use super::session::WebCaller;
 use super::{Chrome, WebError};
-use crate::domain::{CodeHostId, CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm, UserId};
+use crate::domain::{
+    CodeHostConfig, CodeHostId, CodeHostKind, CodeHostUpdate, GitUrlType, PolicyMode,
+    SshKeyAlgorithm, UserAccount, UserId,
+};
 use crate::http::AppState;
 use crate::service::{AddCodeHost, Error, PageRequest, PolicyRequest, PolicyView};
-use crate::store::{CodeHostRecord, CodeHostUpdate, UserRecord};
 
 const CODE_HOSTS: &str = "/site-admin/code-hosts";
 const USERS: &str = "/site-admin/users";
@@ -58,19 +60,19 @@ struct KindOption {
 #[template(path = "code_hosts.html")]
 struct CodeHostsPage {
     chrome: Chrome,
-    hosts: Vec<CodeHostRecord>,
+    hosts: Vec<CodeHostConfig>,
     /// Each host's global credential policy, in the order of `hosts`.
     policies: Vec<PolicyView>,
     kinds: Vec<KindOption>,
     form: AddCodeHostForm,
     error: Option<String>,
-    remove: Option<CodeHostRecord>,
+    remove: Option<CodeHostConfig>,
     edit: Option<EditDialog>,
 }
 
 /// The dialog that changes how git reaches a code host.
 struct EditDialog {
-    host: CodeHostRecord,
+    host: CodeHostConfig,
     form: EditCodeHostForm,
     error: Option<String>,
 }
@@ -106,7 +108,7 @@ fn list_entries(text: &str) -> Vec<String> {
 }
 
 impl EditCodeHostForm {
-    fn of(host: &CodeHostRecord, policy: Option<&PolicyView>) -> Self {
+    fn of(host: &CodeHostConfig, policy: Option<&PolicyView>) -> Self {
         Self {
             git_url_type: host.git_url_type.as_str().to_owned(),
             ssh_known_hosts: host.ssh_known_hosts.clone().unwrap_or_default(),
@@ -272,7 +274,7 @@ async fn apply_edit(
     caller: &WebCaller,
     id: CodeHostId,
     form: &EditCodeHostForm,
-) -> Result<CodeHostRecord, Error> {
+) -> Result<CodeHostConfig, Error> {
     let (mut update, policy) = form.parse()?;
     if let Some(policy) = policy {
         update.global_credential_policy = Some(
@@ -331,27 +333,27 @@ pub(super) async fn delete_code_host(
 #[template(path = "users.html")]
 struct UsersPage {
     chrome: Chrome,
-    users: Vec<UserRecord>,
+    users: Vec<UserAccount>,
     username: String,
     error: Option<String>,
     /// What the last action did, from `?done=`.
     notice: Option<&'static str>,
     reset: Option<ResetDialog>,
     /// The revoke-sessions confirmation.
-    revoke: Option<UserRecord>,
+    revoke: Option<UserAccount>,
 }
 
 impl UsersPage {
     /// Whether a row is the signed-in admin's own (who changes their
     /// password and sessions under Settings → Security instead).
-    fn is_me(&self, user: &UserRecord) -> bool {
+    fn is_me(&self, user: &UserAccount) -> bool {
         self.chrome.user.as_ref().is_some_and(|me| me.id == user.id)
     }
 }
 
 /// The dialog that sets a user's password, with its error.
 struct ResetDialog {
-    user: UserRecord,
+    user: UserAccount,
     error: Option<String>,
 }
 

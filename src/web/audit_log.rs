@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::session::WebCaller;
 use super::{Chrome, WebError};
+use crate::domain::AuditRecord;
 use crate::http::AppState;
 use crate::service::{AuditQuery, Error, PageRequest, audit_event};
-use crate::store::AuditRecord;
 
 pub(super) const PATH: &str = "/site-admin/audit-log";
 

@@ -26,9 +26,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::domain::UserAccount;
 use crate::http::AppState;
 use crate::service::CredentialNotice;
-use crate::store::UserRecord;
 use session::WebCaller;
 
 /// Where a signed-in user lands: their Batch Changes settings.
@@ -142,7 +142,7 @@ pub fn router() -> Router<AppState> {
 /// What every page's frame (header, avatar menu) needs.
 pub(crate) struct Chrome {
     /// The signed-in user, if any.
-    pub user: Option<UserRecord>,
+    pub user: Option<UserAccount>,
     /// The CSRF token every form on the page carries.
     pub csrf: String,
     /// Which sidebar entry is current, for `aria-current`.

@@ -7,9 +7,9 @@ use axum_extra::extract::CookieJar;
 
 use super::{WebError, csrf};
 use crate::auth::Caller;
+use crate::domain::UserAccount;
 use crate::http::AppState;
 use crate::service::{CredentialNotice, Error};
-use crate::store::UserRecord;
 
 /// The caller of a page request. An unknown or expired session is simply
 /// anonymous here: pages then ask to sign in rather than fail.
@@ -28,7 +28,7 @@ impl WebCaller {
     }
 
     /// The signed-in user, or the error that sends them to sign in.
-    pub(crate) fn user(&self) -> Result<&UserRecord, WebError> {
+    pub(crate) fn user(&self) -> Result<&UserAccount, WebError> {
         self.caller
             .user()
             .ok_or_else(|| WebError::Service(Error::Unauthenticated("sign in first".into())))

@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use batchcred::auth::Caller;
 use batchcred::service::{AuditQuery, PageRequest};
-use batchcred::store::AuditRecord;
 use secrecy::SecretString;
 use sqlx::Executor;
 
@@ -15,6 +14,7 @@ use crate::both_backends;
 use crate::helpers::{Backend, PASSWORD, error_code};
 use crate::publish::{World, world};
 use crate::web::Browser;
+use batchcred::domain::AuditRecord;
 
 both_backends!(
     every_security_event_is_recorded_and_the_chain_verifies,

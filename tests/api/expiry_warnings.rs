@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use batchcred::auth::Caller;
 use batchcred::notify::{EmailSettings, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSettings};
 use batchcred::service::{NotifySettings, WarningReport};
-use batchcred::store::CredentialOwner;
 use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -22,6 +21,7 @@ use crate::helpers::{AppOptions, Backend, TestApp, TestUser, spawn_app_with, uni
 use crate::support::codehost::{EmulatedToken, GITHUB_SCOPES};
 use crate::support::smtp_sink::SmtpSink;
 use crate::web::Browser;
+use batchcred::domain::CredentialOwner;
 
 const SECRET: &str = "webhook-signing-secret";
 

@@ -2,9 +2,8 @@
 //! credential, and where) and what users see of a site credential.
 
 use batchcred::auth::Caller;
-use batchcred::domain::{CodeHostKind, CodeHostUrl};
+use batchcred::domain::{CodeHostKind, CodeHostUrl, UserAccount};
 use batchcred::service::{CreateCredential, CredentialSource, Error, PublishResult};
-use batchcred::store::UserRecord;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -141,9 +140,9 @@ struct Setup {
     /// The code host's GraphQL id and its bare id (web paths).
     host: String,
     host_uuid: String,
-    alice: UserRecord,
-    bob: UserRecord,
-    carol: UserRecord,
+    alice: UserAccount,
+    bob: UserAccount,
+    carol: UserAccount,
 }
 
 async fn setup(backend: Backend) -> Setup {
@@ -207,7 +206,7 @@ async fn setup(backend: Backend) -> Setup {
 impl Setup {
     async fn resolve(
         &self,
-        user: &UserRecord,
+        user: &UserAccount,
         repository: &str,
     ) -> Result<CredentialSource, Error> {
         let url = CodeHostUrl::parse(&self.url).unwrap();

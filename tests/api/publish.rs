@@ -7,7 +7,6 @@ use std::time::Duration;
 use batchcred::auth::Caller;
 use batchcred::publish::{ChangeSpec, ChangesetSpec};
 use batchcred::service::{CreateCredential, PublishResult};
-use batchcred::store::UserRecord;
 use serde_json::{Value, json};
 
 use crate::both_backends;
@@ -19,14 +18,15 @@ use crate::support::codehost::{
 };
 use crate::support::git_http::{GitHttpServer, branch_sha, git, install_pre_receive_hook};
 use crate::support::sshd::Sshd;
+use batchcred::domain::UserAccount;
 
 pub const PATCH: &str = "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n hello\n+world\n";
 
 pub struct World {
     pub app: TestApp,
     pub admin: TestUser,
-    pub alice: UserRecord,
-    pub bob: UserRecord,
+    pub alice: UserAccount,
+    pub bob: UserAccount,
     pub emulator: Emulator,
     pub git: GitHttpServer,
 }
@@ -98,7 +98,7 @@ pub async fn world_with(backend: Backend, options: AppOptions) -> World {
 impl World {
     pub async fn add_credential(
         &self,
-        user: Option<&UserRecord>,
+        user: Option<&UserAccount>,
         kind: &str,
         prefix: &str,
         token: &str,
