@@ -44,13 +44,12 @@ use batchcred::app::Server;
 use batchcred::auth::Caller;
 use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
 use batchcred::crypto::Keyring;
-use batchcred::domain::ChangesetId;
+use batchcred::domain::{ChangesetId, JobState};
 use batchcred::publish::{ChangeSpec, ChangesetSpec};
 use batchcred::service::{
     ChangesetQuery, ChangesetStatus, PageRequest, PublishResult, PublishSettings, QueueSettings,
     Service, SignInLimits,
 };
-use batchcred::store::JobState;
 use common::{PATCH, TOKEN, baseline_changeset, github_user};
 use sqlx::Executor;
 use sqlx::postgres::PgPoolOptions;

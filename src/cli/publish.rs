@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use batchcred::app::spawn_workers;
-use batchcred::domain::{ChangesetId, Decision, UserId};
+use batchcred::domain::{ChangesetId, ChangesetRecord, Decision, JobState, UserId};
 use batchcred::publish::SpecFile;
 use batchcred::service::{ChangesetReport, OnReport, PublishResult, PublishedChangeset, Service};
-use batchcred::store::{ChangesetRecord, JobState};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 

@@ -27,8 +27,7 @@ use super::{
     CheckOptions, CodeHostApi, Error, PullRequest, PullRequestDraft, PullRequestState,
     PullRequestStatus, RepositoryInfo, TokenCheck,
 };
-use crate::domain::{BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE};
-use crate::domain::{CodeHostKind, CodeHostUrl};
+use crate::domain::{BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE, CodeHostKind, CodeHostUrl};
 
 #[derive(Debug, Clone)]
 pub struct BitbucketServer {

@@ -4,6 +4,7 @@
 
 mod account;
 mod audit;
+mod changeset;
 mod code_host;
 mod code_host_kind;
 mod ids;
@@ -13,6 +14,7 @@ mod rollout;
 
 pub use account::{AccessTokenInfo, CredentialOwner, UserAccount};
 pub use audit::AuditRecord;
+pub use changeset::{ChangesetRecord, ChangesetState, JobAction, JobState};
 pub use code_host::{CodeHostConfig, CodeHostUpdate, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
 pub use code_host_kind::{
     BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE, CodeHostKind, GitUsername, KindDescriptor,

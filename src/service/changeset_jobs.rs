@@ -13,12 +13,12 @@ use super::CredentialSource;
 use super::publish::{Preparation, Prepared, PublishResult, PublishedChangeset};
 use super::{ChangesetReport, Error, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{ChangesetId, CredentialId, Decision, UserId};
-use crate::publish::{ChangeSpec, ChangesetSpec};
-use crate::store::{
-    AuditEntry, ChangesetRecord, ChangesetState, ClaimFilter, ClaimedJob, JobAction, JobOutcome,
-    JobState,
+use crate::domain::{
+    ChangesetId, ChangesetRecord, ChangesetState, CredentialId, Decision, JobAction, JobState,
+    UserId,
 };
+use crate::publish::{ChangeSpec, ChangesetSpec};
+use crate::store::{AuditEntry, ClaimFilter, ClaimedJob, JobOutcome};
 
 /// How the job queue runs.
 #[derive(Debug, Clone, Copy)]

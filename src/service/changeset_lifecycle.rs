@@ -8,10 +8,10 @@ use chrono::Utc;
 use super::{Error, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{self, CodeHostApi, PullRequestState, PullRequestStatus};
-use crate::domain::{ChangesetId, CodeHostUrl, UserId};
-use crate::store::{
-    ChangesetRecord, ChangesetState, ClaimedJob, JobAction, JobState, PullRequestSnapshot,
+use crate::domain::{
+    ChangesetId, ChangesetRecord, ChangesetState, CodeHostUrl, JobAction, JobState, UserId,
 };
+use crate::store::{ClaimedJob, PullRequestSnapshot};
 
 /// How many stale changesets one background sync round queues at most.
 const SYNC_ROUND: i64 = 1000;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::{Error, Page, PageRequest, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{ChangesetId, CodeHostId, CodeHostKind, CodeHostUrl, UserId};
-use crate::store::{ChangesetFilter, ChangesetRecord};
+use crate::domain::{ChangesetId, ChangesetRecord, CodeHostId, CodeHostKind, CodeHostUrl, UserId};
+use crate::store::ChangesetFilter;
 
 /// A changeset's status as people see it: what its job is doing, else
 /// what the code host last said of its pull request.

@@ -6,8 +6,7 @@ use chrono::Utc;
 
 use super::{Error, Result, Service};
 use crate::auth::Caller;
-use crate::domain::{CodeHostUrl, UserId};
-use crate::store::ChangesetRecord;
+use crate::domain::{ChangesetRecord, CodeHostUrl, UserId};
 
 impl Service {
     /// Gives the changeset for `head_branch` of `repository` on the code

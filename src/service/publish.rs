@@ -11,10 +11,12 @@ use super::changeset_jobs::QueueSettings;
 use super::{Error, ResolvedCredential, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{CodeHostApi, PullRequestDraft};
-use crate::domain::{ChangesetId, CodeHostConfig, CodeHostKind, CodeHostUrl, GitUrlType, UserId};
+use crate::domain::{
+    ChangesetId, ChangesetRecord, ChangesetState, CodeHostConfig, CodeHostKind, CodeHostUrl,
+    GitUrlType, JobState, UserId,
+};
 use crate::publish::git::{self, Change, GitAuth, PushError, PushRequest};
 use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, default_git_jobs, remote};
-use crate::store::{ChangesetRecord, ChangesetState, JobState};
 
 /// The most changesets published at once that a caller may ask for; the
 /// git work itself is further bounded by [`PublishSettings::max_git_jobs`]

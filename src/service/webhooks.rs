@@ -12,8 +12,7 @@ use super::{Error, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::webhook::{self, WebhookError};
 use crate::crypto::RandomToken;
-use crate::domain::{CodeHostId, CodeHostUrl};
-use crate::store::JobAction;
+use crate::domain::{CodeHostId, CodeHostUrl, JobAction};
 
 /// A webhook secret just set up: shown once, never again.
 #[derive(Debug)]

@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 
 use super::audit::AuditEntry;
 use super::changesets::{changeset_columns, changeset_from_row};
-use super::{Backend, ChangesetRecord, Error, JobAction, Result, Store, to_millis};
+use super::{Backend, Error, Result, Store, to_millis};
 use sqlx::Row;
 
-use crate::domain::{ChangesetId, CodeHostId, UserId};
+use crate::domain::{ChangesetId, ChangesetRecord, CodeHostId, JobAction, UserId};
 
 /// A job a worker holds: the changeset as claimed, and the claim itself.
 #[derive(Debug, Clone)]

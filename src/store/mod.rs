@@ -22,7 +22,6 @@ pub use audit::{AuditEntry, AuditFilter, AuditHead};
 pub use changeset_jobs::{
     ChangesetFilter, ClaimFilter, ClaimedJob, JobOutcome, PullRequestSnapshot,
 };
-pub use changesets::{ChangesetRecord, ChangesetState, JobAction, JobState};
 pub use code_hosts::NewCodeHost;
 pub use credentials::{CheckState, CredentialRecord, NewCredential, SecretUpdate};
 pub use expiry_warnings::{FlaggedCredential, WarningChannel, WarningKey, WarningReason};

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::domain::JobState;
 use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -231,8 +232,8 @@ pub fn db_pool(size: u32, idle: usize, max: u32) {
 
 /// Changesets by job state, as counted at a scrape; states with none are
 /// reported as zero.
-pub fn changeset_job_states(counts: &[(crate::store::JobState, i64)]) {
-    use crate::store::JobState;
+pub fn changeset_job_states(counts: &[(JobState, i64)]) {
+    use JobState;
     for state in [
         JobState::Queued,
         JobState::Processing,

@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use batchcred::auth::Caller;
-use batchcred::domain::ChangesetId;
-use batchcred::store::JobState;
+use batchcred::domain::{ChangesetId, JobState};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;

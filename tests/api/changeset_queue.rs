@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use batchcred::auth::Caller;
 use batchcred::service::{PublishResult, QueueSettings};
-use batchcred::store::{ClaimFilter, JobOutcome, JobState};
+use batchcred::store::{ClaimFilter, JobOutcome};
 use chrono::Utc;
 use serde_json::json;
 
@@ -17,6 +17,7 @@ use crate::helpers::{AppOptions, Backend, changeset_id_from_graphql, wait_for_jo
 use crate::publish::{World, world_with};
 use crate::support::codehost::Behaviour;
 use crate::support::git_http::branch_sha;
+use batchcred::domain::{JobAction, JobState};
 
 both_backends!(
     jobs_are_claimed_once_and_again_only_after_their_lease_lapses,
@@ -333,13 +334,7 @@ async fn a_job_whose_workers_keep_dying_is_given_up(backend: Backend) {
     // own request (retry) does replace it.
     assert!(
         store
-            .enqueue_job(
-                id,
-                batchcred::store::JobAction::Sync,
-                false,
-                false,
-                Utc::now()
-            )
+            .enqueue_job(id, JobAction::Sync, false, false, Utc::now())
             .await
             .is_err()
     );

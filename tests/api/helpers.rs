@@ -8,9 +8,8 @@ use batchcred::app::Server;
 use batchcred::auth::Caller;
 use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
 use batchcred::crypto::Keyring;
-use batchcred::domain::ChangesetId;
+use batchcred::domain::{ChangesetId, ChangesetRecord, JobState};
 use batchcred::service::{NotifySettings, PublishSettings, QueueSettings, Service, SignInLimits};
-use batchcred::store::{ChangesetRecord, JobState};
 
 use crate::support::codehost::Emulator;
 use secrecy::SecretString;

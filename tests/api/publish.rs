@@ -18,7 +18,7 @@ use crate::support::codehost::{
 };
 use crate::support::git_http::{GitHttpServer, branch_sha, git, install_pre_receive_hook};
 use crate::support::sshd::Sshd;
-use batchcred::domain::UserAccount;
+use batchcred::domain::{JobState, UserAccount};
 
 pub const PATCH: &str = "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n hello\n+world\n";
 
@@ -531,7 +531,7 @@ async fn publish_changesets_over_graphql() {
     assert_eq!(results[1]["state"], "QUEUED");
     let missing = crate::helpers::changeset_id_from_graphql(results[1]["id"].as_str().unwrap());
     let failed = &crate::helpers::wait_for_jobs(&w.app.service, &[missing]).await[0];
-    assert_eq!(failed.job_state, batchcred::store::JobState::Failed);
+    assert_eq!(failed.job_state, JobState::Failed);
     assert_eq!(failed.job_attempts, 1);
     assert!(
         failed

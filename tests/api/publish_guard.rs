@@ -18,6 +18,7 @@ use crate::helpers::{AppOptions, Backend, error_code, error_message};
 use crate::publish::{PATCH, World, world, world_with};
 use crate::support::codehost::EmulatedRepo;
 use crate::support::git_http::{GitHttpServer, branch_sha, git, install_pre_receive_hook};
+use batchcred::domain::{ChangesetState, JobState};
 
 /// A patch giving README.md a second line `line`.
 fn patch_adding(line: &str) -> ChangeSpec {
@@ -479,7 +480,7 @@ async fn another_users_changeset_is_a_conflict(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(record.user_id, w.alice.id);
-    assert_eq!(record.state, batchcred::store::ChangesetState::Published);
+    assert_eq!(record.state, ChangesetState::Published);
 
     // The store refuses it too, whatever the service checked first.
     let mut taken = record.clone();
@@ -663,7 +664,7 @@ async fn site_admins_publish_only_as_themselves() {
     let done = crate::helpers::wait_for_jobs(&w.app.service, &[id]).await;
     assert_eq!(
         done[0].job_state,
-        batchcred::store::JobState::Completed,
+        JobState::Completed,
         "{:?}",
         done[0].error
     );

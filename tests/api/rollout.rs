@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use batchcred::auth::Caller;
-use batchcred::domain::{RolloutWindow, RolloutWindows};
-use batchcred::store::JobState;
+use batchcred::domain::{JobState, RolloutWindow, RolloutWindows};
 use chrono::Utc;
 
 use crate::both_backends;
