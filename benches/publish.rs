@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batchcred::app::Server;
+use batchcred::app::ServerConfig;
 use batchcred::auth::Caller;
-use batchcred::config::{ServerConfig, StoreConfig};
+use batchcred::config::StoreConfig;
 use batchcred::publish::{Backoff, ChangeSpec, ChangesetSpec};
 use batchcred::service::{PublishSettings, SignInLimits};
 use common::{PATCH, TOKEN, baseline_changeset, github_user};

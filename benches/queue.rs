@@ -41,8 +41,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use batchcred::app::Server;
+use batchcred::app::ServerConfig;
 use batchcred::auth::Caller;
-use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
+use batchcred::config::{DatabaseUrl, StoreConfig};
 use batchcred::crypto::Keyring;
 use batchcred::domain::{ChangesetId, JobState};
 use batchcred::publish::{ChangeSpec, ChangesetSpec};

@@ -8,15 +8,20 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::config::{ConfigError, ServerConfig, StoreConfig, instance_name};
+use crate::config::{ConfigError, StoreConfig};
 use crate::crypto::{self, Encryptor};
 use crate::http::{self, AppState, CookieSettings, TrustedProxies};
 use crate::service::{self, Service, ServiceSettings};
 use crate::store::{self, Store};
 
 mod drain;
+mod routes;
+mod server_config;
+mod store_setup;
 mod workers;
 pub use drain::DrainSettings;
+pub use server_config::{ServerConfig, instance_name};
+pub use store_setup::{KEYRING_FILE, ResolvedStore, SQLITE_FILE, resolve_store};
 pub use workers::spawn_workers;
 
 /// Why the service could not start.
@@ -42,7 +47,7 @@ pub async fn open_service(
     store_config: &StoreConfig,
     settings: ServiceSettings,
 ) -> Result<Service, StartupError> {
-    let resolved = store_config.resolve()?;
+    let resolved = resolve_store(store_config)?;
     if let Some(path) = &resolved.generated_keyring {
         tracing::warn!(
             path = %path.display(),
@@ -262,7 +267,7 @@ impl Server {
         let (stop_workers, stop) = tokio::sync::watch::channel(false);
         let service = self.state.service.clone();
         let mut workers = spawn_workers(&service, service.queue_settings().workers, stop);
-        let result = http::serve(self.listener, self.state, shutdown).await;
+        let result = routes::serve(self.listener, self.state, shutdown).await;
         // Requests are done: running jobs get their stop grace, then are
         // handed back to the queue for another replica or the next start.
         let _ = stop_workers.send(true);

@@ -77,7 +77,7 @@ pub async fn run(local: &Local, command: KeysCommand) -> Result<()> {
 /// The keyring file of this instance; with BATCHCRED_ENCRYPTION_KEY there
 /// is none, and `instead` says what to do.
 fn keyring_file(local: &Local, instead: &str) -> Result<std::path::PathBuf> {
-    match local.store.resolve()?.key_source {
+    match batchcred::app::resolve_store(&local.store)?.key_source {
         KeySource::File(path) => Ok(path),
         KeySource::Inline(_) => {
             bail!("the keyring comes from BATCHCRED_ENCRYPTION_KEY: {instead}")

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use batchcred::app::ServerConfig;
 use batchcred::app::{DrainSettings, Server};
-use batchcred::config::{ConfigFile, ServerConfig, StoreConfig};
+use batchcred::config::{ConfigFile, StoreConfig};
 use batchcred::notify::{EmailSettings, WebhookSettings};
 use batchcred::publish::Backoff;
 use batchcred::service::{
@@ -277,7 +278,7 @@ pub fn default_instance_name(file: &ConfigFile) -> String {
         .ok()
         .and_then(|raw| url::Url::parse(&raw).ok());
     match from_env.as_ref().or(file.external_url.as_ref()) {
-        Some(url) => batchcred::config::instance_name(url),
+        Some(url) => batchcred::app::instance_name(url),
         None => "batchcred@localhost".to_owned(),
     }
 }

@@ -25,7 +25,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -91,12 +90,11 @@ impl AppState {
     }
 }
 
-/// All routes of the service. `/metrics` is not among them: it is served
-/// on its own listener (see [`serve_metrics`]).
-pub fn router(state: AppState) -> Router {
-    let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
-    // Layers wrap what is above them: the request id is settled first,
-    // then `observe` opens the request's span around everything else.
+/// The API's routes: health, GraphQL, webhooks and the session endpoints.
+/// The app merges them with the pages (`web`) and wraps both in
+/// [`with_middleware`]. `/metrics` is not among them: it is served on its
+/// own listener (see [`serve_metrics`]).
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readiness::readyz))
@@ -105,13 +103,20 @@ pub fn router(state: AppState) -> Router {
         .route("/-/sign-in", post(session::sign_in))
         .route("/-/sign-out", post(session::sign_out))
         .route("/-/site-init", post(session::site_init))
-        .merge(crate::web::router())
+}
+
+/// What every request goes through: its id, its span and metrics, and the
+/// body size limit.
+pub fn with_middleware(routes: Router<AppState>) -> Router<AppState> {
+    let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
+    // Layers wrap what is above them: the request id is settled first,
+    // then `observe` opens the request's span around everything else.
+    routes
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(axum::middleware::map_request(observe::sanitize_request_id))
-        .with_state(state)
 }
 
 /// Liveness: 200 when the store answers, 503 when it does not; unlike
@@ -122,17 +127,4 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
     }
-}
-
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // The peer address is the client address sign-in throttling uses.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

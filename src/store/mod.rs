@@ -11,6 +11,7 @@ mod changeset_jobs;
 mod changesets;
 mod code_hosts;
 mod credentials;
+mod database_url;
 mod expiry_warnings;
 mod sessions;
 mod sign_in_failures;
@@ -24,6 +25,7 @@ pub use changeset_jobs::{
 };
 pub use code_hosts::NewCodeHost;
 pub use credentials::{CheckState, CredentialRecord, NewCredential, SecretUpdate};
+pub use database_url::DatabaseUrl;
 pub use expiry_warnings::{FlaggedCredential, WarningChannel, WarningKey, WarningReason};
 pub use sessions::SessionRecord;
 pub use sign_in_failures::SignInFailures;
@@ -35,8 +37,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
-
-use crate::config::DatabaseUrl;
 
 /// Store failures. Constraint violations that a caller can cause are
 /// turned into [`Error::Conflict`] with a message fit to show them.

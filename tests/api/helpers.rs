@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use batchcred::app::Server;
+use batchcred::app::ServerConfig;
 use batchcred::auth::Caller;
-use batchcred::config::{DatabaseUrl, ServerConfig, StoreConfig};
+use batchcred::config::{DatabaseUrl, StoreConfig};
 use batchcred::crypto::Keyring;
 use batchcred::domain::{ChangesetId, ChangesetRecord, JobState};
 use batchcred::service::{NotifySettings, PublishSettings, QueueSettings, Service, SignInLimits};
@@ -340,7 +341,7 @@ impl TestApp {
     /// A connection pool on the app's database, for tests that read or
     /// tamper with rows directly.
     pub async fn database(&self) -> sqlx::AnyPool {
-        let resolved = self.store.resolve().expect("resolve");
+        let resolved = batchcred::app::resolve_store(&self.store).expect("resolve");
         sqlx::any::install_default_drivers();
         sqlx::AnyPool::connect(resolved.database_url.expose())
             .await
@@ -480,7 +481,7 @@ impl TestApp {
 
     /// Counts credential rows directly in the database.
     pub async fn count_credentials(&self) -> i64 {
-        let resolved = self.store.resolve().expect("resolve");
+        let resolved = batchcred::app::resolve_store(&self.store).expect("resolve");
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(resolved.database_url.expose())
             .await

@@ -72,7 +72,10 @@ fn cli(app: &TestApp, args: &[&str]) -> Output {
 }
 
 fn keyring_path(app: &TestApp) -> std::path::PathBuf {
-    match app.store.resolve().unwrap().key_source {
+    match batchcred::app::resolve_store(&app.store)
+        .unwrap()
+        .key_source
+    {
         KeySource::File(path) => path,
         KeySource::Inline(_) => panic!("this test needs a keyring file"),
     }
@@ -267,7 +270,12 @@ async fn old_seals_open_and_are_resealed_when_a_server_starts(backend: Backend) 
     let row = raw_id(&credential);
 
     // Seal it the way batchcred did before seal version 2.
-    let encryptor = Encryptor::load(app.store.resolve().unwrap().key_source).unwrap();
+    let encryptor = Encryptor::load(
+        batchcred::app::resolve_store(&app.store)
+            .unwrap()
+            .key_source,
+    )
+    .unwrap();
     let old = encryptor
         .seal(
             json!({ "token": token }).to_string().as_bytes(),

@@ -130,7 +130,7 @@ impl Session {
 
 /// Runs one SQL statement on the app's database (to age a row).
 async fn execute_sql(app: &TestApp, statement: &str) {
-    let resolved = app.store.resolve().unwrap();
+    let resolved = batchcred::app::resolve_store(&app.store).unwrap();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(resolved.database_url.expose())
         .await
@@ -144,7 +144,7 @@ async fn execute_sql(app: &TestApp, statement: &str) {
 
 /// Runs a query answering one BIGINT.
 async fn query_i64(app: &TestApp, statement: &str) -> i64 {
-    let resolved = app.store.resolve().unwrap();
+    let resolved = batchcred::app::resolve_store(&app.store).unwrap();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(resolved.database_url.expose())
         .await
