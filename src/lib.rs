@@ -20,6 +20,11 @@ pub mod http;
 pub mod notify;
 pub mod publish;
 pub mod service;
+// Only the service reaches the store: everything else goes through it,
+// and it decides authorization. The tests may look inside.
+#[cfg(feature = "test-support")]
 pub mod store;
+#[cfg(not(feature = "test-support"))]
+pub(crate) mod store;
 pub mod telemetry;
 pub mod web;

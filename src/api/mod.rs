@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::{EmptySubscription, Schema};
 
-use crate::auth::Caller;
+use crate::service::Caller;
 use crate::service::Service;
 
 pub use mutation::MutationRoot;

@@ -8,7 +8,7 @@ use super::changesets::Changeset;
 use super::context_parts;
 use super::error::{IntoGraphql, to_graphql};
 use super::ids;
-use crate::publish::{ChangeSpec, ChangesetSpec};
+use crate::service::{ChangeSpec, ChangesetSpec};
 use crate::service::{ChangesetReport, Error, MAX_PUBLISH_CONCURRENCY, PublishResult};
 
 /// One changeset to publish.

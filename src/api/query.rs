@@ -1,6 +1,6 @@
 //! Query root.
 
-use crate::codehost::CheckOptions;
+use crate::service::CheckOptions;
 use async_graphql::{Context, ID, Object};
 
 use super::changesets::{self, Changeset, ChangesetConnection, ChangesetStatusValue};
@@ -11,7 +11,7 @@ use super::types::{
     EmptyResponse, Node, User, UserConnection,
 };
 use super::{CheckAllowance, MAX_CHECKS_PER_REQUEST, context_parts};
-use crate::auth::Caller;
+use crate::service::Caller;
 use crate::service::{Error, PageRequest};
 
 /// Read operations.

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use std::time::Duration;
 
-use batchcred::codehost::CheckOptions;
 use batchcred::domain::{CodeHostKind, CodeHostUrl, CredentialOwner};
+use batchcred::service::CheckOptions;
 use batchcred::service::{CreateCredential, CredentialView, Service};
 use clap::Subcommand;
 

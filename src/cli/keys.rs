@@ -1,7 +1,7 @@
 //! `batchcred keys …`: generating, rotating and inspecting the keyring.
 
 use anyhow::{Result, bail};
-use batchcred::crypto::{KeyId, KeySource, Keyring};
+use batchcred::service::{KeyId, KeySource, Keyring};
 use clap::Subcommand;
 
 use batchcred::service::KeyringChange;

@@ -16,8 +16,8 @@ mod users;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use batchcred::auth::Caller;
 use batchcred::config::{ConfigFile, DatabaseUrl, StoreConfig};
+use batchcred::service::Caller;
 use batchcred::service::{Service, ServiceSettings};
 use batchcred::telemetry::LogFormat;
 use clap::{Parser, Subcommand};
@@ -192,7 +192,7 @@ impl Local {
             instance_name: self.instance_name.clone(),
             session_ttl: serve::DEFAULT_SESSION_TTL,
             session_idle_timeout: None,
-            code_host_timeout: batchcred::codehost::DEFAULT_TIMEOUT,
+            code_host_timeout: batchcred::service::DEFAULT_CODE_HOST_TIMEOUT,
             publish: batchcred::service::PublishSettings {
                 rollout_windows: self.rollout_windows.clone(),
                 // `publish` hands its running jobs back at once when it

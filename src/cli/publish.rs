@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use batchcred::app::spawn_workers;
 use batchcred::domain::{ChangesetId, ChangesetRecord, Decision, JobState, UserId};
-use batchcred::publish::SpecFile;
+use batchcred::service::SpecFile;
 use batchcred::service::{ChangesetReport, OnReport, PublishResult, PublishedChangeset, Service};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;

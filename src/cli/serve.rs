@@ -8,12 +8,12 @@ use anyhow::{Context, Result};
 use batchcred::app::ServerConfig;
 use batchcred::app::{DrainSettings, Server};
 use batchcred::config::{ConfigFile, StoreConfig};
-use batchcred::notify::{EmailSettings, WebhookSettings};
-use batchcred::publish::Backoff;
+use batchcred::service::Backoff;
 use batchcred::service::{
     BackoffPolicy, NotifySettings, PublishSettings, QueueSettings, SignInLimits,
     default_max_concurrent,
 };
+use batchcred::service::{EmailSettings, WebhookSettings};
 use secrecy::SecretString;
 
 /// Sessions last this long unless configured otherwise.

@@ -43,10 +43,18 @@ pub use sign_in_guard::{SignInLimits, default_max_concurrent};
 pub use store::PoolStats;
 pub use webhooks::{WebhookReceipt, WebhookSetup};
 
+// What callers hand the service, named here so that the API, the pages and
+// the CLI need nothing but the service and the domain.
+pub use crate::auth::Caller;
+pub use crate::codehost::{CheckOptions, DEFAULT_TIMEOUT as DEFAULT_CODE_HOST_TIMEOUT};
+pub use crate::crypto::{KeyId, KeySource, Keyring, RandomToken};
+pub use crate::notify::{EmailSettings, WebhookSettings};
+pub use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, SpecFile};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{Caller, Denied};
+use crate::auth::Denied;
 use crate::codehost::{self, ApiClient};
 use crate::crypto::{self, Encryptor};
 use crate::domain::InvalidInput;
@@ -227,6 +235,8 @@ impl Service {
         })
     }
 
+    /// The store itself, for tests that set up states no call can make.
+    #[cfg(feature = "test-support")]
     pub fn store(&self) -> &Store {
         &self.store
     }

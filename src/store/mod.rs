@@ -19,16 +19,13 @@ mod users;
 mod webhooks;
 
 pub use access_tokens::NewAccessToken;
-pub use audit::{AuditEntry, AuditFilter, AuditHead};
+pub use audit::{AuditEntry, AuditFilter};
 pub use changeset_jobs::{
     ChangesetFilter, ClaimFilter, ClaimedJob, JobOutcome, PullRequestSnapshot,
 };
-pub use code_hosts::NewCodeHost;
 pub use credentials::{CheckState, CredentialRecord, NewCredential, SecretUpdate};
 pub use database_url::DatabaseUrl;
 pub use expiry_warnings::{FlaggedCredential, WarningChannel, WarningKey, WarningReason};
-pub use sessions::SessionRecord;
-pub use sign_in_failures::SignInFailures;
 pub use users::NewUser;
 
 use std::str::FromStr;

@@ -17,9 +17,9 @@ use super::auth_pages::NoFields;
 use super::csrf::{CsrfForm, FIELD as CSRF_FIELD};
 use super::session::WebCaller;
 use super::{Chrome, WebError};
-use crate::codehost::CheckOptions;
 use crate::domain::{CodeHostKind, CredentialId, KindDescriptor, UsernameRule};
 use crate::http::AppState;
+use crate::service::CheckOptions;
 use crate::service::{CodeHostView, CreateCredential, CredentialView, Error, PageRequest};
 
 /// Whose credentials a page shows: the same handlers serve the user's

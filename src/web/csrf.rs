@@ -18,8 +18,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::WebError;
-use crate::crypto::RandomToken;
 use crate::http::{AppState, CookieSettings};
+use crate::service::RandomToken;
 
 /// The name of the hidden form field.
 pub(crate) const FIELD: &str = "csrf";

@@ -6,9 +6,9 @@ use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
 
 use super::{WebError, csrf};
-use crate::auth::Caller;
 use crate::domain::UserAccount;
 use crate::http::AppState;
+use crate::service::Caller;
 use crate::service::{CredentialNotice, Error};
 
 /// The caller of a page request. An unknown or expired session is simply

@@ -19,6 +19,7 @@ mod expiry_warnings;
 mod git_push;
 mod global_policy;
 mod helpers;
+mod layers;
 mod limits;
 mod observability;
 mod publish;
