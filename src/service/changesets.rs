@@ -22,11 +22,7 @@ impl Service {
     ) -> Result<ChangesetRecord> {
         caller.require_site_admin()?;
         let url = CodeHostUrl::parse(code_host)?;
-        let host = self
-            .store
-            .find_code_host_by_url(&url)
-            .await
-            .map_err(super::not_found("code host"))?;
+        let host = self.configured_code_host(&url).await?;
         let changeset = self
             .store
             .find_changeset(host.id, repository, head_branch)

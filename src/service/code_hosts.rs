@@ -338,11 +338,7 @@ impl Service {
     /// Finds a code host by URL (site admins and the operator).
     pub async fn code_host_by_url(&self, caller: &Caller, url: &str) -> Result<CodeHostConfig> {
         caller.require_site_admin()?;
-        let url = CodeHostUrl::parse(url)?;
-        self.store
-            .find_code_host_by_url(&url)
-            .await
-            .map_err(not_found(&format!("code host {url}")))
+        self.configured_code_host(&CodeHostUrl::parse(url)?).await
     }
 
     /// The code host configured at `url`, or the error a caller asking to

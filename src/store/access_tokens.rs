@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::AuditEntry;
 use super::users::{user_columns, user_from_row};
-use super::{Error, Result, Store, from_millis, parse_column, to_millis};
+use super::{Result, Store, from_millis, parse_column, to_millis};
 use crate::domain::{AccessTokenId, AccessTokenInfo, UserAccount, UserId};
 
 /// How often a token's `last_used_at` is written at most: API traffic
@@ -88,19 +88,20 @@ impl Store {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<UserAccount> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            ", access_tokens.last_used_at FROM access_tokens \
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    ", access_tokens.last_used_at FROM access_tokens \
              JOIN users ON users.id = access_tokens.user_id \
              WHERE access_tokens.token_hash = $1 \
              AND (access_tokens.expires_at IS NULL OR access_tokens.expires_at > $2)"
-        ))
-        .bind(token_hash)
-        .bind(to_millis(now))
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+                ))
+                .bind(token_hash)
+                .bind(to_millis(now)),
+            )
+            .await?;
         let last_used = row.try_get::<Option<i64>, _>("last_used_at")?;
         if last_used.is_none_or(|at| at <= to_millis(now) - LAST_USED_RESOLUTION_MS) {
             sqlx::query("UPDATE access_tokens SET last_used_at = $1 WHERE token_hash = $2")
@@ -142,15 +143,16 @@ impl Store {
     }
 
     pub async fn find_access_token(&self, id: AccessTokenId) -> Result<AccessTokenInfo> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            token_columns!(),
-            " FROM access_tokens WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    token_columns!(),
+                    " FROM access_tokens WHERE id = $1"
+                ))
+                .bind(id.to_string()),
+            )
+            .await?;
         token_from_row(&row)
     }
 

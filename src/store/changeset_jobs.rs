@@ -144,24 +144,25 @@ impl Store {
         over_failed: bool,
         now: DateTime<Utc>,
     ) -> Result<ChangesetRecord> {
-        let row = sqlx::query(concat!(
-            "UPDATE changesets SET job_action = $1, delete_branch_on_close = $2, \
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "UPDATE changesets SET job_action = $1, delete_branch_on_close = $2, \
              job_attempts = 0, job_version = job_version + 1, process_after = $3, \
              updated_at = $3, \
              job_state = CASE WHEN job_state = 'processing' THEN 'processing' ELSE 'queued' END \
              WHERE id = $4 AND NOT (job_state IN ('queued', 'processing', 'errored') \
              AND job_action <> 'sync') \
              AND ($5 = 1 OR NOT (job_state = 'failed' AND job_action <> 'sync')) RETURNING ",
-            changeset_columns!()
-        ))
-        .bind(action.as_str())
-        .bind(i64::from(delete_branch_on_close))
-        .bind(to_millis(now))
-        .bind(id.to_string())
-        .bind(i64::from(over_failed))
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+                    changeset_columns!()
+                ))
+                .bind(action.as_str())
+                .bind(i64::from(delete_branch_on_close))
+                .bind(to_millis(now))
+                .bind(id.to_string())
+                .bind(i64::from(over_failed)),
+            )
+            .await?;
         changeset_from_row(&row)
     }
 
@@ -449,15 +450,16 @@ impl Store {
 
     /// One changeset by id.
     pub async fn find_changeset_by_id(&self, id: ChangesetId) -> Result<ChangesetRecord> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            changeset_columns!(),
-            " FROM changesets WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    changeset_columns!(),
+                    " FROM changesets WHERE id = $1"
+                ))
+                .bind(id.to_string()),
+            )
+            .await?;
         changeset_from_row(&row)
     }
 }

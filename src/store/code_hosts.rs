@@ -120,28 +120,30 @@ impl Store {
     }
 
     pub async fn find_code_host(&self, id: CodeHostId) -> Result<CodeHostConfig> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            code_host_columns!(),
-            " FROM code_hosts WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    code_host_columns!(),
+                    " FROM code_hosts WHERE id = $1"
+                ))
+                .bind(id.to_string()),
+            )
+            .await?;
         code_host_from_row(&row)
     }
 
     pub async fn find_code_host_by_url(&self, url: &CodeHostUrl) -> Result<CodeHostConfig> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            code_host_columns!(),
-            " FROM code_hosts WHERE url = $1"
-        ))
-        .bind(url.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    code_host_columns!(),
+                    " FROM code_hosts WHERE url = $1"
+                ))
+                .bind(url.as_str()),
+            )
+            .await?;
         code_host_from_row(&row)
     }
 

@@ -152,15 +152,16 @@ impl Store {
     }
 
     pub async fn find_credential(&self, id: CredentialId) -> Result<CredentialRecord> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            credential_columns!(),
-            " FROM credentials WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    credential_columns!(),
+                    " FROM credentials WHERE id = $1"
+                ))
+                .bind(id.to_string()),
+            )
+            .await?;
         credential_from_row(&row)
     }
 

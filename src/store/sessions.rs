@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::audit::AuditEntry;
 use super::users::{user_columns, user_from_row};
-use super::{Error, Result, Store, from_millis, to_millis};
+use super::{Result, Store, from_millis, to_millis};
 use crate::domain::{UserAccount, UserId};
 
 /// A stored session, as the request that presents it needs it.
@@ -44,16 +44,17 @@ impl Store {
 
     /// The session with this hash: its user, expiry and last use.
     pub async fn find_session(&self, token_hash: &str) -> Result<SessionRecord> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            ", sessions.expires_at, sessions.last_seen_at FROM sessions \
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    ", sessions.expires_at, sessions.last_seen_at FROM sessions \
              JOIN users ON users.id = sessions.user_id WHERE sessions.token_hash = $1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+                ))
+                .bind(token_hash),
+            )
+            .await?;
         Ok(SessionRecord {
             user: user_from_row(&row)?,
             expires_at: from_millis(row.try_get("expires_at")?)?,

@@ -109,15 +109,16 @@ impl Store {
     }
 
     pub async fn find_user(&self, id: UserId) -> Result<UserAccount> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE id = $1"
+                ))
+                .bind(id.to_string()),
+            )
+            .await?;
         user_from_row(&row)
     }
 
@@ -132,25 +133,26 @@ impl Store {
         &self,
         username: &str,
     ) -> Result<(UserAccount, String)> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            ", users.password_hash FROM users WHERE username = $1"
-        ))
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::NotFound)?;
+        let row = self
+            .fetch_one(
+                sqlx::query(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    ", users.password_hash FROM users WHERE username = $1"
+                ))
+                .bind(username),
+            )
+            .await?;
         Ok((user_from_row(&row)?, row.try_get("password_hash")?))
     }
 
     /// A user's password hash, for checking their current password.
     pub async fn find_password_hash(&self, id: UserId) -> Result<String> {
-        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(Error::NotFound)?;
+        let row = self
+            .fetch_one(
+                sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(id.to_string()),
+            )
+            .await?;
         Ok(row.try_get("password_hash")?)
     }
 

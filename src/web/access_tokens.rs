@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::auth_pages::NoFields;
 use super::csrf::CsrfForm;
+use super::form_outcome::{fixable, unprocessable};
 use super::session::WebCaller;
 use super::{Chrome, WebError};
 use crate::domain::{AccessTokenId, AccessTokenInfo};
@@ -207,12 +208,12 @@ pub(super) async fn create(
             });
             Ok((StatusCode::CREATED, super::render(&page)?).into_response())
         }
-        Err(Error::InvalidInput(message)) => {
+        Err(error) => {
+            let message = fixable(error)?;
             let mut page = page(&state, &caller, form, Dialogs::default()).await?;
             page.error = Some(message);
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+            unprocessable(&page)
         }
-        Err(other) => Err(other.into()),
     }
 }
 

@@ -3,13 +3,13 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::auth_pages::NoFields;
 use super::csrf::CsrfForm;
+use super::form_outcome::{fixable, unprocessable};
 use super::session::WebCaller;
 use super::{Chrome, WebError};
 use crate::domain::{
@@ -261,11 +261,10 @@ pub(super) async fn add_code_host(
     };
     let message = match result {
         Ok(_) => return Ok(Redirect::to(CODE_HOSTS).into_response()),
-        Err(Error::InvalidInput(message) | Error::Conflict(message)) => message,
-        Err(other) => return Err(other.into()),
+        Err(error) => fixable(error)?,
     };
     let page = code_hosts(&state, &caller, form, Some(message), DialogQuery::default()).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+    unprocessable(&page)
 }
 
 /// Checks the whole edit form, then applies it in one update.
@@ -303,8 +302,7 @@ pub(super) async fn update_code_host(
     let result = apply_edit(&state, &caller, id, &form).await;
     let message = match result {
         Ok(_) => return Ok(Redirect::to(CODE_HOSTS).into_response()),
-        Err(Error::InvalidInput(message)) => message,
-        Err(other) => return Err(other.into()),
+        Err(error) => fixable(error)?,
     };
     let dialogs = DialogQuery {
         edit: Some(id.to_string()),
@@ -315,7 +313,7 @@ pub(super) async fn update_code_host(
         edit.form = form;
         edit.error = Some(message);
     }
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+    unprocessable(&page)
 }
 
 pub(super) async fn delete_code_host(
@@ -440,8 +438,7 @@ pub(super) async fn reset_password(
         .await
     {
         Ok(()) => return Ok(Redirect::to(&format!("{USERS}?done=password")).into_response()),
-        Err(Error::InvalidInput(message)) => message,
-        Err(other) => return Err(other.into()),
+        Err(error) => fixable(error)?,
     };
     let dialogs = UserDialogs {
         reset: Some(id.to_string()),
@@ -451,7 +448,7 @@ pub(super) async fn reset_password(
     if let Some(reset) = &mut page.reset {
         reset.error = Some(message);
     }
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+    unprocessable(&page)
 }
 
 /// Ends every session of a user (signs them out everywhere). The service
@@ -484,8 +481,7 @@ pub(super) async fn create_user(
         .await;
     let message = match result {
         Ok(_) => return Ok(Redirect::to(USERS).into_response()),
-        Err(Error::InvalidInput(message) | Error::Conflict(message)) => message,
-        Err(other) => return Err(other.into()),
+        Err(error) => fixable(error)?,
     };
     let page = users(
         &state,
@@ -495,5 +491,5 @@ pub(super) async fn create_user(
         UserDialogs::default(),
     )
     .await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+    unprocessable(&page)
 }

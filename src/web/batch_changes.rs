@@ -7,7 +7,6 @@ use std::convert::Infallible;
 
 use askama::Template;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
@@ -15,6 +14,7 @@ use serde::Deserialize;
 
 use super::auth_pages::NoFields;
 use super::csrf::{CsrfForm, FIELD as CSRF_FIELD};
+use super::form_outcome::{fixable_at_code_host, unprocessable};
 use super::session::WebCaller;
 use super::{Chrome, WebError};
 use crate::domain::{CodeHostKind, CredentialId, KindDescriptor, UsernameRule};
@@ -311,13 +311,7 @@ pub(super) async fn create_credential(
         }
         Ok(_) => return Ok(Redirect::to(scope.path()).into_response()),
         // What the person can fix is shown in the modal; nothing was stored.
-        Err(
-            Error::InvalidInput(message)
-            | Error::Conflict(message)
-            | Error::NotFound(message)
-            | Error::CodeHostUnavailable(message),
-        ) => message,
-        Err(other) => return Err(other.into()),
+        Err(error) => fixable_at_code_host(error)?,
     };
     let rows = rows(&state, &caller, scope).await?;
     let mut page = build_page(&caller, scope, rows, &Dialogs::default());
@@ -329,8 +323,7 @@ pub(super) async fn create_credential(
         .iter()
         .find(|r| r.url == url)
         .map(|row| add_dialog(row, form.username, Some(message)));
-    let body = super::render(&page)?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+    unprocessable(&page)
 }
 
 pub(super) async fn delete_credential(

@@ -7,11 +7,11 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::csrf::CsrfForm;
+use super::form_outcome::{fixable_at_code_host, unprocessable};
 use super::session::WebCaller;
 use super::{Chrome, WebError};
 use crate::domain::ChangesetId;
@@ -273,18 +273,13 @@ pub(super) async fn import(
     };
     match result {
         Ok(_) => Ok(Redirect::to(PATH).into_response()),
-        Err(
-            error @ (Error::InvalidInput(_)
-            | Error::NotFound(_)
-            | Error::Conflict(_)
-            | Error::CodeHostUnavailable(_)),
-        ) => {
+        Err(error) => {
+            let message = fixable_at_code_host(error)?;
             let mut page = page(&state, &caller, Filters::default()).await?;
-            page.error = Some(error.to_string());
+            page.error = Some(message);
             page.import = form;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, super::render(&page)?).into_response())
+            unprocessable(&page)
         }
-        Err(other) => Err(other.into()),
     }
 }
 

@@ -16,6 +16,7 @@ mod batch_changes;
 mod changesets;
 mod csrf;
 mod error;
+mod form_outcome;
 mod security;
 mod session;
 

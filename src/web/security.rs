@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use secrecy::SecretString;
@@ -11,6 +10,7 @@ use serde::Deserialize;
 
 use super::auth_pages::NoFields;
 use super::csrf::CsrfForm;
+use super::form_outcome::{fixable, unprocessable};
 use super::session::WebCaller;
 use super::{Chrome, WebError};
 use crate::domain::Password;
@@ -94,11 +94,7 @@ pub(super) async fn change_password(
     };
     match result {
         Ok(()) => Ok(Redirect::to(&format!("{PATH}?changed=1")).into_response()),
-        Err(Error::InvalidInput(message)) => {
-            let body = super::render(&page(&caller, false, Some(message))?)?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
-        }
-        Err(other) => Err(other.into()),
+        Err(error) => unprocessable(&page(&caller, false, Some(fixable(error)?))?),
     }
 }
 
