@@ -213,6 +213,63 @@ mod tests {
         assert_eq!(no_account.name(), "CORP\\alice");
     }
 
+    /// A Services organisation on loopback whose profile service refuses
+    /// the token: the check names vso.profile.
+    #[tokio::test]
+    async fn services_tokens_without_profile_access_miss_vso_profile() {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route(
+                "/acme/_apis/connectionData",
+                get(|| async {
+                    axum::Json(serde_json::json!({"authenticatedUser": {
+                        "id": "6c3f0e35-0c9b-4b8e-9b1a-3d8d1b7f0a11",
+                        "descriptor": "Microsoft.IdentityModel.Claims.ClaimsIdentity;al",
+                        "providerDisplayName": "Al"}}))
+                }),
+            )
+            .route(
+                "/acme/_apis/git/repositories",
+                get(|| async { axum::Json(serde_json::json!({"count": 0, "value": []})) }),
+            )
+            .route(
+                "/profile",
+                get(|| async { axum::http::StatusCode::UNAUTHORIZED }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let api =
+            crate::codehost::ApiClient::new(std::time::Duration::from_secs(5)).expect("client");
+        let url =
+            crate::domain::CodeHostUrl::parse(&format!("http://{address}/acme")).expect("url");
+        let mut client = AzureDevOps::new(api, &url, Some("al"), "Azure DevOps test".into());
+        client.profile_url = Some(format!("http://{address}/profile"));
+        let token = SecretString::from("pat");
+        let error = client
+            .check(&token, &CheckOptions::default())
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            error,
+            Error::MissingScopes {
+                target: "Azure DevOps test".into(),
+                missing: vec![PROFILE_MISSING.into()],
+            }
+        );
+        // On Server there is no profile service to ask.
+        client.profile_url = None;
+        let check = client
+            .check(&token, &CheckOptions::default())
+            .await
+            .expect("accepted");
+        assert_eq!(check.user, "Al");
+        assert_eq!(check.scopes, None);
+        server.abort();
+    }
+
     #[test]
     fn anonymous_answers_are_recognised() {
         for anonymous in [

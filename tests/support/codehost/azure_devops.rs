@@ -320,13 +320,13 @@ fn rate_limited(wait: u64) -> Response {
 }
 
 /// `api-version` as Server 2022 takes it: at most 7.0, `-preview` where
-/// the API is a preview.
-fn check_api_version(query: &str, preview: bool) -> Result<(), Response> {
+/// the API is a preview. `Some` refusal otherwise.
+fn check_api_version(query: &str, preview: bool) -> Option<Response> {
     let version = url::form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == "api-version")
         .map(|(_, value)| value.into_owned());
     let Some(version) = version else {
-        return Err(azure_error(
+        return Some(azure_error(
             StatusCode::BAD_REQUEST,
             "No api-version was supplied for the request.",
             "VssVersionNotSpecifiedException",
@@ -340,26 +340,26 @@ fn check_api_version(query: &str, preview: bool) -> Result<(), Response> {
         .split_once('.')
         .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)));
     match parsed {
-        Some(v) if v > (7, 0) => Err(azure_error(
+        Some(v) if v > (7, 0) => Some(azure_error(
             StatusCode::BAD_REQUEST,
             &format!(
                 "The requested REST API version of {version} is out of range for this server. The latest REST API version this server supports is 7.0."
             ),
             "VssVersionOutOfRangeException",
         )),
-        None => Err(azure_error(
+        None => Some(azure_error(
             StatusCode::BAD_REQUEST,
             &format!("The api-version {version} is invalid."),
             "VssInvalidApiVersionException",
         )),
-        Some(_) if preview && !is_preview => Err(azure_error(
+        Some(_) if preview && !is_preview => Some(azure_error(
             StatusCode::BAD_REQUEST,
             &format!(
                 "The requested version \"{version}\" of the resource is under preview. The -preview flag must be supplied in the api-version for such requests."
             ),
             "VssInvalidPreviewVersionException",
         )),
-        Some(_) => Ok(()),
+        Some(_) => None,
     }
 }
 
@@ -404,7 +404,7 @@ async fn handle(
     let before = &segments[..at];
     let after: Vec<&str> = segments[at + 1..].iter().map(String::as_str).collect();
     let preview = after == ["connectionData"];
-    if let Err(refused) = check_api_version(&query, preview) {
+    if let Some(refused) = check_api_version(&query, preview) {
         return refused;
     }
     let mut shared = state.shared.lock().expect("emulator state");
@@ -413,12 +413,10 @@ async fn handle(
         return rate_limited(shared.rate_limit_wait);
     }
     let token = match authenticate(&shared, credentials.as_ref(), preview) {
-        Ok(token) => token,
-        Err(response) => return response,
-    };
-    let Some(token) = token else {
-        // Only connectionData answers anonymous visitors.
-        return json_response(StatusCode::OK, connection_data(None));
+        Caller::Token(token) => token,
+        // Only connectionData lets anonymous visitors in.
+        Caller::Anonymous => return json_response(StatusCode::OK, connection_data(None)),
+        Caller::Refused(response) => return response,
     };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     match (before.len(), after.as_slice()) {
@@ -480,22 +478,31 @@ fn headers_host(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-/// The token behind the credentials, `Ok(None)` for an anonymous visitor
-/// where Azure lets one in, or Azure's refusal.
+/// Who a request comes from, as Azure sees it.
+enum Caller {
+    Token(AzureToken),
+    /// A visitor Azure lets in without credentials.
+    Anonymous,
+    /// Azure's refusal.
+    Refused(Response),
+}
+
+/// The token behind the credentials, an anonymous visitor where Azure
+/// lets one in, or Azure's refusal.
 fn authenticate(
     shared: &Shared,
     credentials: Option<&(String, String)>,
     connection_data: bool,
-) -> Result<Option<AzureToken>, Response> {
+) -> Caller {
     let Some((_, token)) = credentials else {
         return if connection_data {
-            Ok(None)
+            Caller::Anonymous
         } else {
-            Err(not_authorized(""))
+            Caller::Refused(not_authorized(""))
         };
     };
     match shared.tokens.get(token) {
-        Some(spec) if spec.revoked => Err(not_authorized("")),
+        Some(spec) if spec.revoked => Caller::Refused(not_authorized("")),
         Some(spec) if spec.expired => {
             let mut response = azure_error(
                 StatusCode::UNAUTHORIZED,
@@ -508,11 +515,11 @@ fn authenticate(
                     .parse()
                     .expect("header"),
             );
-            Err(response)
+            Caller::Refused(response)
         }
-        Some(spec) => Ok(Some(spec.clone())),
-        None if shared.anonymous_access && connection_data => Ok(None),
-        None => Err(sign_in_page()),
+        Some(spec) => Caller::Token(spec.clone()),
+        None if shared.anonymous_access && connection_data => Caller::Anonymous,
+        None => Caller::Refused(sign_in_page()),
     }
 }
 
