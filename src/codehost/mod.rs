@@ -4,6 +4,7 @@
 //! code host, all behind [`CodeHostApi`], sharing one HTTP client
 //! ([`http`]); [`webhook`] reads what code hosts send back.
 
+mod azure_devops;
 mod bitbucket_server;
 mod github;
 mod gitlab;
@@ -19,6 +20,7 @@ use secrecy::SecretString;
 
 use crate::domain::{CodeHostKind, CodeHostUrl};
 
+pub use azure_devops::AzureDevOps;
 pub use bitbucket_server::BitbucketServer;
 pub use github::GitHub;
 pub use gitlab::GitLab;
@@ -248,6 +250,7 @@ pub enum Client {
     GitHub(GitHub),
     GitLab(GitLab),
     BitbucketServer(BitbucketServer),
+    AzureDevOps(AzureDevOps),
 }
 
 impl Client {
@@ -260,7 +263,6 @@ impl Client {
         username: Option<&str>,
     ) -> Result<Self, Error> {
         let target = format!("{} {}", kind.display_name(), url);
-        let _ = username;
         match kind {
             CodeHostKind::GitHub => Ok(Self::GitHub(GitHub::new(api.clone(), url, target))),
             CodeHostKind::GitLab => Ok(Self::GitLab(GitLab::new(api.clone(), url, target))),
@@ -269,10 +271,35 @@ impl Client {
                 url,
                 target,
             ))),
-            CodeHostKind::BitbucketCloud | CodeHostKind::AzureDevOps | CodeHostKind::Gerrit => {
+            CodeHostKind::AzureDevOps => Ok(Self::AzureDevOps(AzureDevOps::new(
+                api.clone(),
+                url,
+                username,
+                target,
+            ))),
+            CodeHostKind::BitbucketCloud | CodeHostKind::Gerrit => {
                 Err(Error::Unsupported(kind.display_name()))
             }
         }
+    }
+}
+
+/// Refuses a code host URL its kind's API cannot be reached under (an
+/// Azure DevOps URL without its organisation or collection), saying what
+/// the URL should look like.
+pub fn check_code_host_url(kind: CodeHostKind, url: &CodeHostUrl) -> Result<(), String> {
+    match kind {
+        CodeHostKind::AzureDevOps => azure_devops::check_code_host_url(url),
+        _ => Ok(()),
+    }
+}
+
+/// What the code host's own words in a refused push mean, where they
+/// name a permission rather than the token scope behind it.
+pub fn push_failure_hint(kind: CodeHostKind, message: &str) -> Option<&'static str> {
+    match kind {
+        CodeHostKind::AzureDevOps => azure_devops::push_failure_hint(message),
+        _ => None,
     }
 }
 
@@ -283,6 +310,7 @@ macro_rules! dispatch {
             Client::GitHub($inner) => $call,
             Client::GitLab($inner) => $call,
             Client::BitbucketServer($inner) => $call,
+            Client::AzureDevOps($inner) => $call,
         }
     };
 }

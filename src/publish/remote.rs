@@ -29,12 +29,28 @@ pub fn check_clone_url(code_host: &CodeHostUrl, clone_url: &str) -> Result<(), S
         }
         other => return Err(format!("the clone URL's scheme {other:?} is not allowed")),
     }
-    if !host.eq_ignore_ascii_case(expected_host) {
+    let ssh_companion =
+        scheme == "ssh" && ssh_host_of(expected_host) == Some(host.to_ascii_lowercase().as_str());
+    if !host.eq_ignore_ascii_case(expected_host) && !ssh_companion {
         return Err(format!(
             "the clone URL points at {host:?}, not at the code host {expected_host:?}; refusing to send a credential there"
         ));
     }
     Ok(())
+}
+
+/// The host a code host serves git over SSH from, where it is not the
+/// code host's own: Azure DevOps Services (`git@ssh.dev.azure.com:v3/…`,
+/// legacy `…@vs-ssh.visualstudio.com:v3/…`).
+fn ssh_host_of(code_host: &str) -> Option<&'static str> {
+    let code_host = code_host.to_ascii_lowercase();
+    if code_host == "dev.azure.com" {
+        Some("ssh.dev.azure.com")
+    } else if code_host.ends_with(".visualstudio.com") {
+        Some("vs-ssh.visualstudio.com")
+    } else {
+        None
+    }
 }
 
 /// The scheme (`ssh` for scp-like addresses) and host of a git remote URL.
@@ -104,6 +120,14 @@ mod tests {
                 "http://127.0.0.1:9000/a.git",
             ),
             ("http://git.internal", "https://git.internal/a.git"),
+            (
+                "https://dev.azure.com/acme",
+                "git@ssh.dev.azure.com:v3/acme/Web/api",
+            ),
+            (
+                "https://acme.visualstudio.com",
+                "acme@vs-ssh.visualstudio.com:v3/acme/Web/api",
+            ),
         ] {
             assert_eq!(check(host, url), Ok(()), "{host} {url}");
         }
@@ -145,6 +169,12 @@ mod tests {
         refused("https://github.com", "/srv/git/a.git", "not a network URL");
         refused("https://github.com", "./x:y", "not a network URL");
         refused("https://github.com", "ext::sh -c id", "not a network URL");
+        // Azure's SSH host is accepted for SSH only.
+        refused(
+            "https://dev.azure.com/acme",
+            "https://ssh.dev.azure.com/acme/api",
+            "not at the code host",
+        );
     }
 
     #[test]

@@ -136,10 +136,12 @@ impl Service {
                 request.kind.display_name()
             )));
         }
+        let url = CodeHostUrl::parse(&request.url)?;
+        crate::codehost::check_code_host_url(request.kind, &url).map_err(Error::InvalidInput)?;
         let host = CodeHostConfig {
             id: CodeHostId::new(),
             kind: request.kind,
-            url: CodeHostUrl::parse(&request.url)?,
+            url,
             git_url_type: request.git_url_type,
             ssh_known_hosts: validate_known_hosts(request.ssh_known_hosts)?,
             ssh_key_algorithm: request.ssh_key_algorithm,

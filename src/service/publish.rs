@@ -112,8 +112,14 @@ pub struct ChangesetReport {
 /// Called as each changeset finishes (progress output).
 pub type OnReport = Arc<dyn Fn(&ChangesetReport) + Send + Sync>;
 
-/// `expected_head` is what the push required the branch to be at.
-fn push_error(spec: &ChangesetSpec, expected_head: Option<&str>, error: PushError) -> Error {
+/// `expected_head` is what the push required the branch to be at; `kind`
+/// says how to read the code host's words in a refusal.
+fn push_error(
+    spec: &ChangesetSpec,
+    kind: CodeHostKind,
+    expected_head: Option<&str>,
+    error: PushError,
+) -> Error {
     let (head, host, repository) = (&spec.head_branch, &spec.code_host, &spec.repository);
     match (error, expected_head) {
         (PushError::BranchMoved(_), Some(_)) => Error::PublishFailed(format!(
@@ -127,9 +133,14 @@ fn push_error(spec: &ChangesetSpec, expected_head: Option<&str>, error: PushErro
         (error @ PushError::Unreachable(_), _) => Error::CodeHostUnavailable(format!(
             "pushing {head} to {host}:{repository} failed: {error}"
         )),
-        (error, _) => Error::PublishFailed(format!(
-            "pushing {head} to {host}:{repository} failed: {error}"
-        )),
+        (error, _) => {
+            let hint = crate::codehost::push_failure_hint(kind, error.message())
+                .map(|hint| format!(" ({hint})"))
+                .unwrap_or_default();
+            Error::PublishFailed(format!(
+                "pushing {head} to {host}:{repository} failed: {error}{hint}"
+            ))
+        }
     }
 }
 
@@ -543,7 +554,7 @@ impl Service {
             let _slot = self.git_jobs.start(user).await;
             git::push_recording(&request, &auth, record_commit).await
         }
-        .map_err(|e| push_error(spec, request.expected_head.as_deref(), e))?;
+        .map_err(|e| push_error(spec, host.kind, request.expected_head.as_deref(), e))?;
         record.state = ChangesetState::Pushed;
         record.pushed_commit = Some(pushed.commit.clone());
         record.updated_at = Utc::now();
