@@ -4,6 +4,7 @@
 //! code host, all behind [`CodeHostApi`], sharing one HTTP client
 //! ([`http`]); [`webhook`] reads what code hosts send back.
 
+mod bitbucket_cloud;
 mod bitbucket_server;
 mod github;
 mod gitlab;
@@ -19,6 +20,7 @@ use secrecy::SecretString;
 
 use crate::domain::{CodeHostKind, CodeHostUrl};
 
+pub use bitbucket_cloud::BitbucketCloud;
 pub use bitbucket_server::BitbucketServer;
 pub use github::GitHub;
 pub use gitlab::GitLab;
@@ -93,6 +95,14 @@ pub enum Error {
     Unsupported(&'static str),
     #[error("repository {repository} was not found on {target} (or the token cannot see it)")]
     RepositoryNotFound { target: String, repository: String },
+    /// The code host offers no way to do this at all (Bitbucket Cloud
+    /// cannot reopen a declined pull request): trying again cannot help.
+    #[error("{target} cannot {action}: {reason}")]
+    NotPossible {
+        target: String,
+        action: String,
+        reason: String,
+    },
     /// The pull request is gone (deleted, or its repository is): it will
     /// never come back, so its changeset is shown as deleted.
     #[error("pull request #{number} in {repository} no longer exists on {target}")]
@@ -125,6 +135,7 @@ impl Error {
             Self::Unsupported(_) => "unsupported",
             Self::RepositoryNotFound { .. } => "repository_not_found",
             Self::PullRequestNotFound { .. } => "pull_request_not_found",
+            Self::NotPossible { .. } => "not_possible",
         }
     }
 
@@ -159,7 +170,7 @@ pub struct RepositoryInfo {
 #[derive(Debug, Clone)]
 pub struct PullRequestDraft {
     /// `owner/name` (GitHub), `group/project` (GitLab), `PROJECT/repo`
-    /// (Bitbucket Server).
+    /// (Bitbucket Server), `workspace/slug` (Bitbucket Cloud).
     pub repository: String,
     pub base_branch: String,
     pub head_branch: String,
@@ -248,6 +259,7 @@ pub enum Client {
     GitHub(GitHub),
     GitLab(GitLab),
     BitbucketServer(BitbucketServer),
+    BitbucketCloud(BitbucketCloud),
 }
 
 impl Client {
@@ -260,7 +272,6 @@ impl Client {
         username: Option<&str>,
     ) -> Result<Self, Error> {
         let target = format!("{} {}", kind.display_name(), url);
-        let _ = username;
         match kind {
             CodeHostKind::GitHub => Ok(Self::GitHub(GitHub::new(api.clone(), url, target))),
             CodeHostKind::GitLab => Ok(Self::GitLab(GitLab::new(api.clone(), url, target))),
@@ -269,7 +280,24 @@ impl Client {
                 url,
                 target,
             ))),
-            CodeHostKind::BitbucketCloud | CodeHostKind::AzureDevOps | CodeHostKind::Gerrit => {
+            CodeHostKind::BitbucketCloud => {
+                // Bitbucket Cloud authenticates the username with the
+                // token; the service requires one for this kind.
+                let username = username.ok_or_else(|| Error::Rejected {
+                    target: target.clone(),
+                    detail: "no username is stored with the credential (Bitbucket Cloud needs \
+                             the Atlassian account email for an API token, the Bitbucket \
+                             username for an app password)"
+                        .into(),
+                })?;
+                Ok(Self::BitbucketCloud(BitbucketCloud::new(
+                    api.clone(),
+                    url,
+                    target,
+                    username,
+                )))
+            }
+            CodeHostKind::AzureDevOps | CodeHostKind::Gerrit => {
                 Err(Error::Unsupported(kind.display_name()))
             }
         }
@@ -283,6 +311,7 @@ macro_rules! dispatch {
             Client::GitHub($inner) => $call,
             Client::GitLab($inner) => $call,
             Client::BitbucketServer($inner) => $call,
+            Client::BitbucketCloud($inner) => $call,
         }
     };
 }
