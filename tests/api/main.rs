@@ -7,6 +7,7 @@
 mod accounts;
 mod audit;
 mod authorization;
+mod bitbucket_cloud;
 mod changeset_lifecycle;
 mod changeset_queue;
 mod changesets_page;
