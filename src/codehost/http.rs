@@ -112,6 +112,28 @@ impl ApiClient {
         request: RequestBuilder,
         token: &SecretString,
     ) -> Result<Response, Error> {
+        self.send_with(call, request, token, false).await
+    }
+
+    /// [`send`](Self::send), except that a 403 that is not a rate limit is
+    /// returned for the caller to read: Bitbucket Cloud names the scopes a
+    /// token lacks in its body.
+    pub async fn send_reading_forbidden(
+        &self,
+        call: Call<'_>,
+        request: RequestBuilder,
+        token: &SecretString,
+    ) -> Result<Response, Error> {
+        self.send_with(call, request, token, true).await
+    }
+
+    async fn send_with(
+        &self,
+        call: Call<'_>,
+        request: RequestBuilder,
+        token: &SecretString,
+        read_forbidden: bool,
+    ) -> Result<Response, Error> {
         let started = Instant::now();
         let result = request.send().await;
         let elapsed = started.elapsed();
@@ -146,7 +168,9 @@ impl ApiClient {
                 retry_after,
             });
         }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        if status == StatusCode::UNAUTHORIZED
+            || (status == StatusCode::FORBIDDEN && !read_forbidden)
+        {
             record("rejected", Some(status));
             let detail = error_detail(response, token).await;
             return Err(Error::Rejected {
@@ -292,7 +316,8 @@ pub async fn error_detail(response: Response, token: &SecretString) -> String {
 }
 
 /// GitHub and GitLab say `message` (a string, list or map), GitLab's
-/// OAuth layer `error_description`, Bitbucket `errors[].message`.
+/// OAuth layer `error_description`, Bitbucket Server `errors[].message`,
+/// Bitbucket Cloud `error.message`.
 fn json_message(json: &serde_json::Value) -> Option<String> {
     use serde_json::Value;
     let text = |v: &Value| match v {
@@ -303,6 +328,7 @@ fn json_message(json: &serde_json::Value) -> Option<String> {
     json.get("error_description")
         .and_then(text)
         .or_else(|| json.get("message").and_then(text))
+        .or_else(|| json.get("error")?.get("message").and_then(text))
         .or_else(|| {
             json.get("errors")?
                 .as_array()?
@@ -419,6 +445,8 @@ mod tests {
         assert_eq!(json_message(&github).as_deref(), Some("Bad credentials"));
         assert_eq!(json_message(&gitlab).as_deref(), Some("Token was revoked."));
         assert_eq!(json_message(&bitbucket).as_deref(), Some("a; b"));
+        let cloud = serde_json::json!({"type": "error", "error": {"message": "No changes"}});
+        assert_eq!(json_message(&cloud).as_deref(), Some("No changes"));
     }
 
     #[test]

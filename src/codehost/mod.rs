@@ -5,6 +5,7 @@
 //! ([`http`]); [`webhook`] reads what code hosts send back.
 
 mod azure_devops;
+mod bitbucket_cloud;
 mod bitbucket_server;
 mod github;
 mod gitlab;
@@ -21,6 +22,7 @@ use secrecy::SecretString;
 use crate::domain::{CodeHostKind, CodeHostUrl};
 
 pub use azure_devops::AzureDevOps;
+pub use bitbucket_cloud::BitbucketCloud;
 pub use bitbucket_server::BitbucketServer;
 pub use github::GitHub;
 pub use gitlab::GitLab;
@@ -95,6 +97,14 @@ pub enum Error {
     Unsupported(&'static str),
     #[error("repository {repository} was not found on {target} (or the token cannot see it)")]
     RepositoryNotFound { target: String, repository: String },
+    /// The code host offers no way to do this at all (Bitbucket Cloud
+    /// cannot reopen a declined pull request): trying again cannot help.
+    #[error("{target} cannot {action}: {reason}")]
+    NotPossible {
+        target: String,
+        action: String,
+        reason: String,
+    },
     /// The pull request is gone (deleted, or its repository is): it will
     /// never come back, so its changeset is shown as deleted.
     #[error("pull request #{number} in {repository} no longer exists on {target}")]
@@ -127,6 +137,7 @@ impl Error {
             Self::Unsupported(_) => "unsupported",
             Self::RepositoryNotFound { .. } => "repository_not_found",
             Self::PullRequestNotFound { .. } => "pull_request_not_found",
+            Self::NotPossible { .. } => "not_possible",
         }
     }
 
@@ -161,7 +172,7 @@ pub struct RepositoryInfo {
 #[derive(Debug, Clone)]
 pub struct PullRequestDraft {
     /// `owner/name` (GitHub), `group/project` (GitLab), `PROJECT/repo`
-    /// (Bitbucket Server).
+    /// (Bitbucket Server), `workspace/slug` (Bitbucket Cloud).
     pub repository: String,
     pub base_branch: String,
     pub head_branch: String,
@@ -251,6 +262,7 @@ pub enum Client {
     GitLab(GitLab),
     BitbucketServer(BitbucketServer),
     AzureDevOps(AzureDevOps),
+    BitbucketCloud(BitbucketCloud),
 }
 
 impl Client {
@@ -277,9 +289,24 @@ impl Client {
                 username,
                 target,
             ))),
-            CodeHostKind::BitbucketCloud | CodeHostKind::Gerrit => {
-                Err(Error::Unsupported(kind.display_name()))
+            CodeHostKind::BitbucketCloud => {
+                // Bitbucket Cloud authenticates the username with the
+                // token; the service requires one for this kind.
+                let username = username.ok_or_else(|| Error::Rejected {
+                    target: target.clone(),
+                    detail: "no username is stored with the credential (Bitbucket Cloud needs \
+                             the Atlassian account email for an API token, the Bitbucket \
+                             username for an app password)"
+                        .into(),
+                })?;
+                Ok(Self::BitbucketCloud(BitbucketCloud::new(
+                    api.clone(),
+                    url,
+                    target,
+                    username,
+                )))
             }
+            CodeHostKind::Gerrit => Err(Error::Unsupported(kind.display_name())),
         }
     }
 }
@@ -311,6 +338,7 @@ macro_rules! dispatch {
             Client::GitLab($inner) => $call,
             Client::BitbucketServer($inner) => $call,
             Client::AzureDevOps($inner) => $call,
+            Client::BitbucketCloud($inner) => $call,
         }
     };
 }

@@ -299,7 +299,11 @@ impl CodeHostKind {
     pub fn is_supported(self) -> bool {
         matches!(
             self,
-            Self::GitHub | Self::GitLab | Self::BitbucketServer | Self::AzureDevOps
+            Self::GitHub
+                | Self::GitLab
+                | Self::BitbucketServer
+                | Self::BitbucketCloud
+                | Self::AzureDevOps
         )
     }
 

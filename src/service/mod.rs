@@ -158,6 +158,9 @@ impl From<codehost::Error> for Error {
         } else if matches!(error, codehost::Error::RepositoryNotFound { .. }) {
             // Not the code host failing: trying again later gets the same.
             Self::NotFound(error.to_string())
+        } else if matches!(error, codehost::Error::NotPossible { .. }) {
+            // Neither would trying again.
+            Self::Conflict(error.to_string())
         } else {
             Self::CodeHostUnavailable(error.to_string())
         }

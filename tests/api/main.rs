@@ -8,6 +8,7 @@ mod accounts;
 mod audit;
 mod authorization;
 mod azure_devops;
+mod bitbucket_cloud;
 mod changeset_lifecycle;
 mod changeset_queue;
 mod changesets_page;

@@ -12,6 +12,7 @@
 //! many code hosts as a test registers.
 
 pub mod azure_devops;
+pub mod bitbucket_cloud;
 mod lifecycle;
 
 use std::collections::HashMap;

@@ -88,6 +88,9 @@ struct ServerState {
     root: PathBuf,
     /// Accepted passwords; `None` lets anyone push.
     tokens: Option<Vec<String>>,
+    /// Passwords accepted only with this username (as Bitbucket Cloud
+    /// accepts an API token only as `x-bitbucket-api-token-auth`).
+    required_usernames: Vec<(String, String)>,
     usernames: Mutex<Vec<String>>,
     tokens_seen: Mutex<Vec<String>>,
     gzipped_requests: std::sync::atomic::AtomicUsize,
@@ -118,11 +121,29 @@ impl GitHttpServer {
         Self::start_with(None).await
     }
 
+    /// A server accepting each `(username, token)` pair only together.
+    pub async fn start_with_users(pairs: &[(&str, &str)]) -> Self {
+        let tokens = pairs.iter().map(|(_, t)| (*t).to_owned()).collect();
+        let required = pairs
+            .iter()
+            .map(|(u, t)| ((*t).to_owned(), (*u).to_owned()))
+            .collect();
+        Self::start_with_required(Some(tokens), required).await
+    }
+
     async fn start_with(tokens: Option<Vec<String>>) -> Self {
+        Self::start_with_required(tokens, Vec::new()).await
+    }
+
+    async fn start_with_required(
+        tokens: Option<Vec<String>>,
+        required_usernames: Vec<(String, String)>,
+    ) -> Self {
         let root = tempfile::tempdir().unwrap();
         let state = Arc::new(ServerState {
             root: root.path().to_owned(),
             tokens,
+            required_usernames,
             usernames: Mutex::new(Vec::new()),
             tokens_seen: Mutex::new(Vec::new()),
             gzipped_requests: std::sync::atomic::AtomicUsize::new(0),
@@ -202,7 +223,13 @@ async fn handle(State(state): State<Arc<ServerState>>, request: Request) -> Resp
     let mut remote_user = None;
     if let Some(tokens) = &state.tokens {
         match basic_credentials(request.headers()) {
-            Some((user, password)) if tokens.contains(&password) => {
+            Some((user, password))
+                if tokens.contains(&password)
+                    && state
+                        .required_usernames
+                        .iter()
+                        .all(|(token, required)| *token != password || *required == user) =>
+            {
                 state.usernames.lock().unwrap().push(user.clone());
                 state.tokens_seen.lock().unwrap().push(password);
                 remote_user = Some(user);
