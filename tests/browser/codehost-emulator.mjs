@@ -1,9 +1,14 @@
 // A loopback emulator of the code host APIs that batchcred checks tokens
 // against, so the browser tests add real tokens through the real client
-// code. One server answers for three code hosts, told apart by path prefix:
+// code. One server answers for every kind of code host, told apart by
+// path prefix:
 //   <origin>/github     GitHub Enterprise   (GET /api/v3/user)
 //   <origin>/gitlab     GitLab              (GET /api/v4/personal_access_tokens/self, /api/v4/user)
 //   <origin>/bitbucket  Bitbucket Server    (GET /rest/api/1.0/users|projects|repos)
+//   <origin>/bbcloud    Bitbucket Cloud     (GET /api/2.0/user, Basic username:token)
+//   <origin>/azure/DefaultCollection
+//                       Azure DevOps Server (GET /_apis/connectionData, /_apis/git/repositories)
+//   <origin>/gerrit     Gerrit              (GET /a/accounts/self, Basic username:password)
 // The shapes follow ../shared/reference/codehosts.md, as the Rust
 // emulator in tests/support/codehost.rs does.
 import { createServer } from "node:http";
@@ -13,6 +18,18 @@ function tokenOf(headers) {
   if (headers["private-token"]) return headers["private-token"];
   const [, token] = (headers.authorization ?? "").split(" ");
   return token ?? null;
+}
+
+/**
+ * The `[username, secret]` of a Basic authorization, or null. Bitbucket
+ * Cloud, Azure DevOps and Gerrit check the pair, not the secret alone.
+ */
+function basicOf(headers) {
+  const [scheme, encoded] = (headers.authorization ?? "").split(" ");
+  if (scheme !== "Basic" || !encoded) return null;
+  const decoded = Buffer.from(encoded, "base64").toString("utf8");
+  const at = decoded.indexOf(":");
+  return at < 0 ? null : [decoded.slice(0, at), decoded.slice(at + 1)];
 }
 
 function json(response, status, body, headers = {}) {
@@ -26,7 +43,9 @@ function isoDate(date) {
 
 /**
  * Starts the emulator. `tokens` maps a token to
- * `{ owner, scopes: [...], expiresAt?: Date }`; any other token is refused.
+ * `{ owner, scopes: [...], expiresAt?: Date, username? }`; any other token
+ * is refused. Where `username` is given (the kinds that authenticate a
+ * pair), the token works only with it.
  * Resolves with `{ url(prefix), revoke(token), close() }`.
  */
 export function startCodeHostEmulator(tokens) {
@@ -35,8 +54,17 @@ export function startCodeHostEmulator(tokens) {
   const pulls = new Map();
   const server = createServer(async (request, response) => {
     const url = new URL(request.url, "http://emulator");
-    const token = known.get(tokenOf(request.headers) ?? "");
     const path = url.pathname;
+    const basic = basicOf(request.headers);
+    const gerritApi = /\/a\/(accounts|projects|changes|config)\//.test(path);
+    if (path.includes("/api/2.0/") || path.includes("/_apis/") || gerritApi) {
+      const pair = basic && known.get(basic[1]);
+      const token = pair && pair.username === basic[0] ? pair : undefined;
+      if (path.includes("/api/2.0/")) return bitbucketCloud(path, token, response);
+      if (path.includes("/_apis/")) return azureDevOps(path, token, response);
+      return gerrit(path, token, response);
+    }
+    const token = known.get(tokenOf(request.headers) ?? "");
     if (path.includes("/api/v3/repos/") && token) {
       let body = "";
       for await (const chunk of request) body += chunk;
@@ -150,4 +178,60 @@ function bitbucket(path, query, token, response) {
     return json(response, 200, page(token.scopes.includes(permission) ? 1 : 0));
   }
   json(response, 404, { errors: [{ message: "not found" }] });
+}
+
+function bitbucketCloud(path, token, response) {
+  if (!token) return json(response, 401, { type: "error", error: { message: "Unauthorized" } });
+  if (!path.endsWith("/api/2.0/user")) {
+    return json(response, 404, { type: "error", error: { message: "Resource not found" } });
+  }
+  json(
+    response,
+    200,
+    { username: token.owner, display_name: token.owner, account_id: "557058:1", type: "user" },
+    { "x-oauth-scopes": token.scopes.join(", ") },
+  );
+}
+
+function azureDevOps(path, token, response) {
+  if (!token) {
+    // Azure answers a token it does not accept with its sign-in page.
+    response.writeHead(203, { "content-type": "text/html; charset=utf-8" });
+    return response.end("<html><body>Sign in to your account</body></html>");
+  }
+  if (path.endsWith("/_apis/connectionData")) {
+    return json(response, 200, {
+      authenticatedUser: {
+        id: "6b1e4d3a-0c59-4c57-9d1c-6a5f3f1f2b11",
+        descriptor: `Microsoft.TeamFoundation.Identity;S-1-5-21-${token.owner}`,
+        providerDisplayName: token.owner,
+        properties: { Account: { $type: "System.String", $value: token.owner } },
+      },
+    });
+  }
+  if (path.endsWith("/_apis/git/repositories")) return json(response, 200, { count: 0, value: [] });
+  json(response, 404, { message: "TF400898: An Internal Error Occurred." });
+}
+
+/** Gerrit's JSON starts with a line that keeps browsers from running it. */
+function gerritJson(response, status, body) {
+  response.writeHead(status, { "content-type": "application/json; charset=utf-8" });
+  response.end(`)]}'\n${JSON.stringify(body)}`);
+}
+
+function gerrit(path, token, response) {
+  if (!token) {
+    response.writeHead(401, { "content-type": "text/plain" });
+    return response.end("Unauthorized");
+  }
+  if (path.endsWith("/a/accounts/self")) {
+    return gerritJson(response, 200, {
+      _account_id: 1000001,
+      name: token.owner,
+      username: token.username,
+      email: `${token.username}@example.com`,
+    });
+  }
+  response.writeHead(404, { "content-type": "text/plain" });
+  response.end("Not found");
 }

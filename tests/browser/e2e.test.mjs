@@ -26,7 +26,20 @@ const UNDER_SCOPED_TOKEN = newToken("ghp_");
 const GITLAB_TOKEN = newToken("glpat-");
 const GLOBAL_TOKEN = newToken("bbs_");
 const TRACKING_TOKEN = newToken("ghp_");
-const SECRETS = [GOOD_TOKEN, UNDER_SCOPED_TOKEN, GITLAB_TOKEN, GLOBAL_TOKEN, TRACKING_TOKEN, PASSWORD];
+const BBCLOUD_TOKEN = newToken("ATATT");
+const AZURE_TOKEN = newToken("azp");
+const GERRIT_PASSWORD = newToken("gerrit");
+const SECRETS = [
+  GOOD_TOKEN,
+  UNDER_SCOPED_TOKEN,
+  GITLAB_TOKEN,
+  GLOBAL_TOKEN,
+  TRACKING_TOKEN,
+  BBCLOUD_TOKEN,
+  AZURE_TOKEN,
+  GERRIT_PASSWORD,
+  PASSWORD,
+];
 const DAY = 24 * 60 * 60 * 1000;
 const inDays = (days) => new Date(Date.now() + days * DAY);
 
@@ -143,6 +156,20 @@ before(async () => {
       owner: "bob-on-github",
       scopes: ["repo", "admin:org", "user", "read:discussion", "workflow"],
     },
+    // The kinds that check a username with the token.
+    [BBCLOUD_TOKEN]: {
+      owner: "bob-bb",
+      username: "bob@example.com",
+      scopes: [
+        "read:user:bitbucket",
+        "read:repository:bitbucket",
+        "write:repository:bitbucket",
+        "read:pullrequest:bitbucket",
+        "write:pullrequest:bitbucket",
+      ],
+    },
+    [AZURE_TOKEN]: { owner: "bob@example.com", username: "bob", scopes: [] },
+    [GERRIT_PASSWORD]: { owner: "Bob Example", username: "bob", scopes: [] },
   });
   GITHUB = codehosts.url("github");
   GITLAB = codehosts.url("gitlab");
@@ -491,6 +518,95 @@ test("the changesets page imports, closes and live-refreshes a pull request", as
   );
   assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px`);
   await shot(user, "19-changesets-phone");
+});
+
+test("tokens for Bitbucket Cloud, Azure DevOps and Gerrit go with a username", async () => {
+  const BBCLOUD = codehosts.url("bbcloud");
+  const AZURE = codehosts.url("azure/DefaultCollection");
+  const GERRIT = codehosts.url("gerrit");
+  await admin.goto(`${base}/site-admin/code-hosts`);
+  for (const [kind, url] of [
+    ["Bitbucket Cloud", BBCLOUD],
+    ["Azure DevOps", AZURE],
+    ["Gerrit", GERRIT],
+  ]) {
+    await admin.getByLabel("Kind").selectOption({ label: kind });
+    await admin.getByLabel("URL", { exact: true }).fill(url);
+    await admin.getByLabel("Git URL type").selectOption("http");
+    await clickAndLoad(admin, admin.getByRole("button", { name: "Add code host" }));
+    assert.equal(await admin.getByRole("alert").count(), 0, `${kind} was refused`);
+  }
+
+  await user.goto(`${base}/user/settings/batch-changes`);
+  const kinds = [
+    {
+      kind: "Bitbucket Cloud",
+      url: BBCLOUD,
+      username: "bob@example.com",
+      usernameLabel: /Atlassian account email/,
+      tokenLabel: "API token or app password",
+      token: BBCLOUD_TOKEN,
+      scopes: [
+        "read:user:bitbucket",
+        "read:repository:bitbucket",
+        "write:repository:bitbucket",
+        "read:pullrequest:bitbucket",
+        "write:pullrequest:bitbucket",
+      ],
+      tokenPage: "https://id.atlassian.com/manage-profile/security/api-tokens",
+      account: "bob-bb",
+    },
+    {
+      kind: "Azure DevOps",
+      url: AZURE,
+      username: "bob",
+      usernameLabel: /Username on Azure DevOps/,
+      tokenLabel: "Personal access token",
+      token: AZURE_TOKEN,
+      scopes: ["vso.code_write", "vso.profile"],
+      tokenPage: `${AZURE}/_usersSettings/tokens`,
+      account: "bob@example.com",
+    },
+    {
+      kind: "Gerrit",
+      url: GERRIT,
+      username: "bob",
+      usernameLabel: /Username on Gerrit/,
+      tokenLabel: "HTTP password",
+      token: GERRIT_PASSWORD,
+      scopes: ["Read", "Push to refs/for/*", "Abandon"],
+      tokenPage: `${GERRIT}/settings/#HTTPCredentials`,
+      account: "bob",
+    },
+  ];
+  for (const k of kinds) {
+    await clickAndLoad(user, row(user, k.url).getByRole("link", { name: "Add token" }));
+    let dialog = user.locator("dialog[open]");
+    assert.equal(await dialog.locator("h2").textContent(), `${k.kind} Batch Changes token for ${k.url}`);
+    assert.deepEqual(await dialog.locator(".scopes li code").allTextContents(), k.scopes);
+    assert.equal(
+      await dialog.getByRole("link", { name: `Create one on ${k.kind}` }).getAttribute("href"),
+      k.tokenPage,
+    );
+    // The right secret with someone else's name is refused, and nothing is stored.
+    await dialog.getByLabel(k.usernameLabel).fill("mallory");
+    await dialog.getByLabel(k.tokenLabel, { exact: true }).fill(k.token);
+    await clickAndLoad(user, dialog.getByRole("button", { name: "Add token" }));
+    dialog = user.locator("dialog[open]");
+    assert.match(await dialog.getByRole("alert").textContent(), new RegExp(k.kind));
+    assert.equal(await dialog.getByLabel(k.usernameLabel).inputValue(), "mallory");
+    await shot(user, `20-${k.kind.replaceAll(" ", "-").toLowerCase()}-refused`);
+    await dialog.getByLabel(k.usernameLabel).fill(k.username);
+    await dialog.getByLabel(k.tokenLabel, { exact: true }).fill(k.token);
+    await clickAndLoad(user, dialog.getByRole("button", { name: "Add token" }));
+    assert.match(user.url(), /\/user\/settings\/batch-changes$/);
+    assert.equal(await row(user, k.url).locator(".indicator-ok").count(), 1, `${k.kind} has no tick`);
+    assert.match(
+      await row(user, k.url).locator(".credential-meta").textContent(),
+      new RegExp(`of\\s+${k.account}`),
+    );
+  }
+  await shot(user, "21-every-kind");
 });
 
 test("signing out ends the session and no page showed a secret", async () => {
