@@ -5,6 +5,7 @@
 //! ([`http`]); [`webhook`] reads what code hosts send back.
 
 mod bitbucket_server;
+mod gerrit;
 mod github;
 mod gitlab;
 mod http;
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 use crate::domain::{CodeHostKind, CodeHostUrl};
 
 pub use bitbucket_server::BitbucketServer;
+pub use gerrit::{Gerrit, RIGHT_PUSH_FOR_REVIEW as GERRIT_RIGHT_PUSH_FOR_REVIEW};
 pub use github::GitHub;
 pub use gitlab::GitLab;
 pub use http::ApiClient;
@@ -166,6 +168,9 @@ pub struct PullRequestDraft {
     pub title: String,
     pub body: String,
     pub draft: bool,
+    /// Gerrit: the `Change-Id` the upload carried, by which the change is
+    /// found. `None` for every other kind.
+    pub change_id: Option<String>,
 }
 
 /// An open pull request.
@@ -248,6 +253,7 @@ pub enum Client {
     GitHub(GitHub),
     GitLab(GitLab),
     BitbucketServer(BitbucketServer),
+    Gerrit(Gerrit),
 }
 
 impl Client {
@@ -260,7 +266,6 @@ impl Client {
         username: Option<&str>,
     ) -> Result<Self, Error> {
         let target = format!("{} {}", kind.display_name(), url);
-        let _ = username;
         match kind {
             CodeHostKind::GitHub => Ok(Self::GitHub(GitHub::new(api.clone(), url, target))),
             CodeHostKind::GitLab => Ok(Self::GitLab(GitLab::new(api.clone(), url, target))),
@@ -269,7 +274,21 @@ impl Client {
                 url,
                 target,
             ))),
-            CodeHostKind::BitbucketCloud | CodeHostKind::AzureDevOps | CodeHostKind::Gerrit => {
+            CodeHostKind::Gerrit => {
+                // The HTTP password authenticates only with its account's
+                // username.
+                let username = username.ok_or_else(|| Error::Rejected {
+                    target: target.clone(),
+                    detail: "a Gerrit HTTP password needs the account's username".into(),
+                })?;
+                Ok(Self::Gerrit(Gerrit::new(
+                    api.clone(),
+                    url,
+                    username.to_owned(),
+                    target,
+                )))
+            }
+            CodeHostKind::BitbucketCloud | CodeHostKind::AzureDevOps => {
                 Err(Error::Unsupported(kind.display_name()))
             }
         }
@@ -283,6 +302,7 @@ macro_rules! dispatch {
             Client::GitHub($inner) => $call,
             Client::GitLab($inner) => $call,
             Client::BitbucketServer($inner) => $call,
+            Client::Gerrit($inner) => $call,
         }
     };
 }

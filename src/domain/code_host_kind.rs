@@ -297,7 +297,10 @@ impl CodeHostKind {
 
     /// Whether batchcred has an API client for this kind yet.
     pub fn is_supported(self) -> bool {
-        matches!(self, Self::GitHub | Self::GitLab | Self::BitbucketServer)
+        matches!(
+            self,
+            Self::GitHub | Self::GitLab | Self::BitbucketServer | Self::Gerrit
+        )
     }
 
     /// The names of the scopes a token must carry.

@@ -12,7 +12,7 @@ use super::{Error, ResolvedCredential, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{CodeHostApi, PullRequestDraft};
 use crate::domain::{ChangesetId, CodeHostKind, CodeHostUrl, GitUrlType, UserId};
-use crate::publish::git::{self, Change, GitAuth, PushError, PushRequest};
+use crate::publish::git::{self, Change, ChangeId, GitAuth, PushError, PushRequest, PushTarget};
 use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, default_git_jobs, remote};
 use crate::store::{ChangesetRecord, ChangesetState, CodeHostRecord, JobState};
 
@@ -143,15 +143,14 @@ fn same_branch(a: &str, b: &str) -> bool {
     plain(a).eq_ignore_ascii_case(&plain(b))
 }
 
-/// Refuses a repository name that is not `owner/name` (or
-/// `group/subgroup/project`), or that could turn a code host API path
-/// elsewhere (`..`, `?`, `#`, `%`, spaces).
+/// Refuses a repository name that could turn a code host API path
+/// elsewhere (`..`, `?`, `#`, `%`, spaces). Whether it must also name an
+/// owner is the code host kind's to say ([`check_repository_owner`]).
 pub(super) fn check_repository_name(repository: &str) -> Result<()> {
     let bad = repository.is_empty()
         || repository.starts_with('/')
         || repository.ends_with('/')
         || repository.contains("..")
-        || !repository.contains('/')
         || repository
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%'));
@@ -161,6 +160,32 @@ pub(super) fn check_repository_name(repository: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Refuses a repository name without its owner (`owner/name`,
+/// `group/subgroup/project`, `PROJECT/repo`) where the kind has owners:
+/// everywhere but on Gerrit, whose projects may be a single name.
+pub(super) fn check_repository_owner(kind: CodeHostKind, repository: &str) -> Result<()> {
+    if kind != CodeHostKind::Gerrit && !repository.contains('/') {
+        return Err(invalid(format!(
+            "repository {repository:?} must look like owner/name"
+        )));
+    }
+    Ok(())
+}
+
+/// What a refused Gerrit upload lacked, in Gerrit's words: "prohibited by
+/// Gerrit: not permitted: create change on refs/heads/main" is the Push
+/// right on `refs/for/refs/heads/main`.
+fn missing_gerrit_right(message: &str, base: &str) -> Option<String> {
+    let lower = message.to_lowercase();
+    (lower.contains("prohibited by gerrit") || lower.contains("not permitted")).then(|| {
+        format!(
+            "the Gerrit account lacks the \"{}\" right on refs/for/refs/heads/{base} \
+             (Gerrit: {message})",
+            crate::codehost::GERRIT_RIGHT_PUSH_FOR_REVIEW
+        )
+    })
 }
 
 /// Checks what git and the code host APIs would otherwise choke on, and
@@ -266,6 +291,7 @@ pub(super) fn new_changeset_record(
         checks_state: None,
         synced_at: None,
         imported: false,
+        change_id: None,
     }
 }
 
@@ -377,6 +403,7 @@ impl Service {
         };
         let url = CodeHostUrl::parse(&spec.code_host)?;
         let host = self.configured_code_host(&url).await?;
+        check_repository_owner(host.kind, &spec.repository)?;
         let fingerprint = spec.fingerprint(resolved_commit.as_deref());
         let existing = self
             .store
@@ -504,9 +531,17 @@ impl Service {
                 author_email,
             } => {
                 let username = self.store.find_user(user).await?.username;
+                // A Gerrit change has no description but its commit
+                // message: the body goes there.
+                let default_message = match host.kind {
+                    CodeHostKind::Gerrit if !spec.body.trim().is_empty() => {
+                        format!("{}\n\n{}", spec.title, spec.body)
+                    }
+                    _ => spec.title.clone(),
+                };
                 Change::Diff {
                     patch: patch.clone(),
-                    message: message.clone().unwrap_or_else(|| spec.title.clone()),
+                    message: message.clone().unwrap_or(default_message),
                     author_name: author_name.clone().unwrap_or_else(|| username.clone()),
                     author_email: author_email
                         .clone()
@@ -520,6 +555,18 @@ impl Service {
                 host.url, spec.repository
             ))
         })?;
+        let target = match host.kind {
+            CodeHostKind::Gerrit => PushTarget::Review {
+                change_id: self.change_id_of(record).await?,
+                topic: spec.head_branch.clone(),
+                work_in_progress: spec.draft,
+            },
+            _ => PushTarget::Branch,
+        };
+        let change_id = match &target {
+            PushTarget::Review { change_id, .. } => Some(change_id.to_string()),
+            PushTarget::Branch => None,
+        };
         let request = PushRequest {
             remote_url,
             base_branch: spec.base_branch.clone(),
@@ -527,6 +574,7 @@ impl Service {
             expected_head: record.pushed_commit.clone(),
             interrupted_head: record.pushing_commit.clone(),
             change,
+            target,
         };
         let (store, id) = (self.store.clone(), record.id);
         let record_commit: git::RecordCommit<'_> = Box::new(move |commit| {
@@ -541,7 +589,21 @@ impl Service {
             let _slot = self.git_jobs.start(user).await;
             git::push_recording(&request, &auth, record_commit).await
         }
-        .map_err(|e| push_error(spec, request.expected_head.as_deref(), e))?;
+        .map_err(|error| {
+            let missing_right = match (&error, host.kind) {
+                (PushError::Rejected(message), CodeHostKind::Gerrit) => {
+                    missing_gerrit_right(message, &spec.base_branch)
+                }
+                _ => None,
+            };
+            match missing_right {
+                Some(right) => Error::PublishFailed(format!(
+                    "uploading {} to {}:{} failed: {right}",
+                    spec.head_branch, spec.code_host, spec.repository
+                )),
+                None => push_error(spec, request.expected_head.as_deref(), error),
+            }
+        })?;
         record.state = ChangesetState::Pushed;
         record.pushed_commit = Some(pushed.commit.clone());
         record.updated_at = Utc::now();
@@ -554,6 +616,7 @@ impl Service {
             title: spec.title.clone(),
             body: spec.body.clone(),
             draft: spec.draft,
+            change_id,
         };
         let interval = match host.kind {
             CodeHostKind::GitHub => self.settings.publish.github_pull_request_interval,
@@ -591,6 +654,27 @@ impl Service {
             pull_request_url: Some(pull.url),
             credential_source: Some(credential.source.as_str().to_owned()),
         })
+    }
+
+    /// The Change-Id of a Gerrit changeset's change: the one recorded, else
+    /// a new one, recorded before anything is pushed so that a publish
+    /// interrupted after its push uploads to the same change next time.
+    async fn change_id_of(&self, record: &mut ChangesetRecord) -> Result<ChangeId> {
+        let stored = match record.change_id.as_deref() {
+            Some(stored) => stored.to_owned(),
+            None => {
+                let candidate = ChangeId::generate()
+                    .map_err(|e| Error::Internal(format!("cannot make a Change-Id: {e}")))?;
+                self.store
+                    .ensure_change_id(record.id, candidate.as_str())
+                    .await?
+            }
+        };
+        let change_id = ChangeId::parse(&stored).ok_or_else(|| {
+            Error::Internal(format!("changeset {} has an invalid Change-Id", record.id))
+        })?;
+        record.change_id = Some(stored);
+        Ok(change_id)
     }
 
     /// Refuses more changesets in one request than an API caller may send
@@ -656,5 +740,36 @@ impl Service {
         }
         reports.sort_by_key(|r| r.index);
         Ok(reports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_gerrit_projects_may_lack_an_owner() {
+        assert!(check_repository_owner(CodeHostKind::Gerrit, "api").is_ok());
+        assert!(check_repository_owner(CodeHostKind::Gerrit, "team/api").is_ok());
+        assert!(check_repository_owner(CodeHostKind::GitHub, "api").is_err());
+        assert!(check_repository_name("api").is_ok());
+        assert!(check_repository_name("../api").is_err());
+    }
+
+    #[test]
+    fn refused_gerrit_uploads_name_the_missing_right() {
+        let message = "! [remote rejected] c -> refs/for/main%topic=b,ready \
+                       (prohibited by Gerrit: not permitted: create change on refs/heads/main)";
+        let explained = missing_gerrit_right(message, "main").unwrap_or_default();
+        assert!(
+            explained.starts_with(
+                "the Gerrit account lacks the \"Push to refs/for/*\" right on refs/for/refs/heads/main"
+            ),
+            "{explained}"
+        );
+        assert_eq!(
+            missing_gerrit_right("! [remote rejected] (hook declined)", "main"),
+            None
+        );
     }
 }

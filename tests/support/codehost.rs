@@ -11,6 +11,7 @@
 //! batchcred; the prefix is ignored when routing, so one emulator serves as
 //! many code hosts as a test registers.
 
+pub mod gerrit;
 mod lifecycle;
 
 use std::collections::HashMap;
