@@ -256,7 +256,15 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
             )),
             BodyError::Read(e) => unexpected(format!("unreadable answer: {}", innermost_cause(&e))),
         })?;
-    serde_json::from_slice(&body).map_err(|e| unexpected(format!("unreadable answer: {e}")))
+    serde_json::from_slice(without_xssi_guard(&body))
+        .map_err(|e| unexpected(format!("unreadable answer: {e}")))
+}
+
+/// Gerrit starts every JSON answer with the line `)]}'` so that a browser
+/// cannot run it as a script; no other code host sends it, and it is never
+/// JSON, so it is dropped wherever it appears.
+fn without_xssi_guard(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b")]}'".as_slice()).unwrap_or(body)
 }
 
 /// `Some(wait)` when the response is a rate-limit refusal: 429, or a 403
@@ -447,6 +455,12 @@ mod tests {
         assert_eq!(json_message(&bitbucket).as_deref(), Some("a; b"));
         let cloud = serde_json::json!({"type": "error", "error": {"message": "No changes"}});
         assert_eq!(json_message(&cloud).as_deref(), Some("No changes"));
+    }
+
+    #[test]
+    fn gerrits_xssi_guard_is_dropped_before_parsing() {
+        assert_eq!(without_xssi_guard(b")]}'\n{\"a\":1}"), b"\n{\"a\":1}");
+        assert_eq!(without_xssi_guard(b"{}"), b"{}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod azure_devops;
 mod bitbucket_cloud;
 mod bitbucket_server;
+mod gerrit;
 mod github;
 mod gitlab;
 mod http;
@@ -24,6 +25,7 @@ use crate::domain::{CodeHostKind, CodeHostUrl};
 pub use azure_devops::AzureDevOps;
 pub use bitbucket_cloud::BitbucketCloud;
 pub use bitbucket_server::BitbucketServer;
+pub use gerrit::Gerrit;
 pub use github::GitHub;
 pub use gitlab::GitLab;
 pub use http::ApiClient;
@@ -93,8 +95,6 @@ pub enum Error {
         endpoint: String,
         detail: String,
     },
-    #[error("batchcred cannot talk to {0} code hosts yet")]
-    Unsupported(&'static str),
     #[error("repository {repository} was not found on {target} (or the token cannot see it)")]
     RepositoryNotFound { target: String, repository: String },
     /// The code host offers no way to do this at all (Bitbucket Cloud
@@ -134,7 +134,6 @@ impl Error {
             Self::RateLimited { .. } => "rate_limited",
             Self::Redirected { .. } => "redirected",
             Self::Unexpected { .. } => "unexpected_answer",
-            Self::Unsupported(_) => "unsupported",
             Self::RepositoryNotFound { .. } => "repository_not_found",
             Self::PullRequestNotFound { .. } => "pull_request_not_found",
             Self::NotPossible { .. } => "not_possible",
@@ -179,6 +178,9 @@ pub struct PullRequestDraft {
     pub title: String,
     pub body: String,
     pub draft: bool,
+    /// Gerrit: the `Change-Id` the upload carried, by which the change is
+    /// found. `None` for every other kind.
+    pub change_id: Option<String>,
 }
 
 /// An open pull request.
@@ -263,6 +265,7 @@ pub enum Client {
     BitbucketServer(BitbucketServer),
     AzureDevOps(AzureDevOps),
     BitbucketCloud(BitbucketCloud),
+    Gerrit(Gerrit),
 }
 
 impl Client {
@@ -306,7 +309,20 @@ impl Client {
                     username,
                 )))
             }
-            CodeHostKind::Gerrit => Err(Error::Unsupported(kind.display_name())),
+            CodeHostKind::Gerrit => {
+                // The HTTP password authenticates only with its account's
+                // username.
+                let username = username.ok_or_else(|| Error::Rejected {
+                    target: target.clone(),
+                    detail: "a Gerrit HTTP password needs the account's username".into(),
+                })?;
+                Ok(Self::Gerrit(Gerrit::new(
+                    api.clone(),
+                    url,
+                    username.to_owned(),
+                    target,
+                )))
+            }
         }
     }
 }
@@ -326,6 +342,7 @@ pub fn check_code_host_url(kind: CodeHostKind, url: &CodeHostUrl) -> Result<(), 
 pub fn push_failure_hint(kind: CodeHostKind, message: &str) -> Option<&'static str> {
     match kind {
         CodeHostKind::AzureDevOps => azure_devops::push_failure_hint(message),
+        CodeHostKind::Gerrit => gerrit::push_failure_hint(message),
         _ => None,
     }
 }
@@ -339,6 +356,7 @@ macro_rules! dispatch {
             Client::BitbucketServer($inner) => $call,
             Client::AzureDevOps($inner) => $call,
             Client::BitbucketCloud($inner) => $call,
+            Client::Gerrit($inner) => $call,
         }
     };
 }

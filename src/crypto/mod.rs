@@ -9,7 +9,7 @@ mod ssh;
 
 pub use encryptor::{Encryptor, KEYRING_CHECK_INTERVAL, Sealed};
 pub use keyring::{KeyId, KeySource, Keyring};
-pub use random::{RandomToken, sha256_hex};
+pub use random::{RandomToken, random_hex, sha256_hex};
 pub use ssh::{SshKeypair, generate_ssh_keypair};
 
 /// Failures of encryption and key handling. None of them carry plaintext.

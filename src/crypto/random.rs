@@ -31,6 +31,14 @@ impl RandomToken {
     }
 }
 
+/// `bytes` random bytes as lowercase hex: identifiers that must not
+/// collide, such as Gerrit Change-Ids (not secrets).
+pub fn random_hex(bytes: usize) -> Result<String, Error> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).map_err(|_| Error::Random)?;
+    Ok(hex::encode(buffer))
+}
+
 /// Hex SHA-256, used to store bearer tokens. Tokens carry 256 bits of
 /// entropy, so an unsalted fast hash is enough: it cannot be brute-forced,
 /// and lookups by hash reveal nothing about other tokens.

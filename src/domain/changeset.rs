@@ -147,6 +147,10 @@ pub struct ChangesetRecord {
     pub synced_at: Option<DateTime<Utc>>,
     /// Tracked by number (imported), not published by batchcred.
     pub imported: bool,
+    /// Gerrit: the `Change-Id` (`I` + 40 hex) of the change this changeset
+    /// uploads, kept so that every publish adds a patch set to the same
+    /// change (recorded once, before the first push).
+    pub change_id: Option<String>,
 }
 
 impl ChangesetRecord {

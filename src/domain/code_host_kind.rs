@@ -295,18 +295,6 @@ impl CodeHostKind {
         matches!(self.descriptor().username, UsernameRule::Required { .. })
     }
 
-    /// Whether batchcred has an API client for this kind yet.
-    pub fn is_supported(self) -> bool {
-        matches!(
-            self,
-            Self::GitHub
-                | Self::GitLab
-                | Self::BitbucketServer
-                | Self::BitbucketCloud
-                | Self::AzureDevOps
-        )
-    }
-
     /// The names of the scopes a token must carry.
     pub fn required_scopes(self) -> impl Iterator<Item = &'static str> {
         self.descriptor().scopes.iter().map(|scope| scope.name)

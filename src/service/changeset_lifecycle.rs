@@ -153,6 +153,7 @@ impl Service {
         let host = self
             .configured_code_host(&CodeHostUrl::parse(code_host)?)
             .await?;
+        super::publish::check_repository_owner(host.kind, repository)?;
         let credential = self
             .resolve_credential(caller, user, &host.url, repository)
             .await?;
@@ -203,6 +204,7 @@ impl Service {
             checks_state: status.checks.map(|c| c.as_str().to_owned()),
             synced_at: Some(now),
             imported: true,
+            change_id: None,
         };
         let imported = self
             .store

@@ -130,12 +130,6 @@ impl Service {
         request: AddCodeHost,
     ) -> Result<CodeHostConfig> {
         caller.require_site_admin()?;
-        if !request.kind.is_supported() {
-            return Err(Error::InvalidInput(format!(
-                "{} code hosts are not supported yet",
-                request.kind.display_name()
-            )));
-        }
         let url = CodeHostUrl::parse(&request.url)?;
         crate::codehost::check_code_host_url(request.kind, &url).map_err(Error::InvalidInput)?;
         let host = CodeHostConfig {

@@ -15,7 +15,7 @@ use crate::domain::{
     ChangesetId, ChangesetRecord, ChangesetState, CodeHostConfig, CodeHostKind, CodeHostUrl,
     GitUrlType, JobState, UserId,
 };
-use crate::publish::git::{self, Change, GitAuth, PushError, PushRequest};
+use crate::publish::git::{self, Change, ChangeId, GitAuth, PushError, PushRequest, PushTarget};
 use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, default_git_jobs, remote};
 
 /// The most changesets published at once that a caller may ask for; the
@@ -156,19 +156,30 @@ fn same_branch(a: &str, b: &str) -> bool {
     plain(a).eq_ignore_ascii_case(&plain(b))
 }
 
-/// Refuses a repository name that is not `owner/name` (or
-/// `group/subgroup/project`), or that could turn a code host API path
-/// elsewhere (`..`, `?`, `#`, `%`, spaces).
+/// Refuses a repository name that could turn a code host API path
+/// elsewhere (`..`, `?`, `#`, `%`, spaces). Whether it must also name an
+/// owner is the code host kind's to say ([`check_repository_owner`]).
 pub(super) fn check_repository_name(repository: &str) -> Result<()> {
     let bad = repository.is_empty()
         || repository.starts_with('/')
         || repository.ends_with('/')
         || repository.contains("..")
-        || !repository.contains('/')
         || repository
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%'));
     if bad {
+        return Err(invalid(format!(
+            "repository {repository:?} must look like owner/name"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a repository name without its owner (`owner/name`,
+/// `group/subgroup/project`, `PROJECT/repo`) where the kind has owners:
+/// everywhere but on Gerrit, whose projects may be a single name.
+pub(super) fn check_repository_owner(kind: CodeHostKind, repository: &str) -> Result<()> {
+    if kind != CodeHostKind::Gerrit && !repository.contains('/') {
         return Err(invalid(format!(
             "repository {repository:?} must look like owner/name"
         )));
@@ -279,6 +290,7 @@ pub(super) fn new_changeset_record(
         checks_state: None,
         synced_at: None,
         imported: false,
+        change_id: None,
     }
 }
 
@@ -390,6 +402,7 @@ impl Service {
         };
         let url = CodeHostUrl::parse(&spec.code_host)?;
         let host = self.configured_code_host(&url).await?;
+        check_repository_owner(host.kind, &spec.repository)?;
         let fingerprint = spec.fingerprint(resolved_commit.as_deref());
         let existing = self
             .store
@@ -517,9 +530,17 @@ impl Service {
                 author_email,
             } => {
                 let username = self.store.find_user(user).await?.username;
+                // A Gerrit change has no description but its commit
+                // message: the body goes there.
+                let default_message = match host.kind {
+                    CodeHostKind::Gerrit if !spec.body.trim().is_empty() => {
+                        format!("{}\n\n{}", spec.title, spec.body)
+                    }
+                    _ => spec.title.clone(),
+                };
                 Change::Diff {
                     patch: patch.clone(),
-                    message: message.clone().unwrap_or_else(|| spec.title.clone()),
+                    message: message.clone().unwrap_or(default_message),
                     author_name: author_name.clone().unwrap_or_else(|| username.clone()),
                     author_email: author_email
                         .clone()
@@ -533,6 +554,18 @@ impl Service {
                 host.url, spec.repository
             ))
         })?;
+        let target = match host.kind {
+            CodeHostKind::Gerrit => PushTarget::Review {
+                change_id: self.change_id_of(record).await?,
+                topic: spec.head_branch.clone(),
+                work_in_progress: spec.draft,
+            },
+            _ => PushTarget::Branch,
+        };
+        let change_id = match &target {
+            PushTarget::Review { change_id, .. } => Some(change_id.to_string()),
+            PushTarget::Branch => None,
+        };
         let request = PushRequest {
             remote_url,
             base_branch: spec.base_branch.clone(),
@@ -540,6 +573,7 @@ impl Service {
             expected_head: record.pushed_commit.clone(),
             interrupted_head: record.pushing_commit.clone(),
             change,
+            target,
         };
         let (store, id) = (self.store.clone(), record.id);
         let record_commit: git::RecordCommit<'_> = Box::new(move |commit| {
@@ -567,6 +601,7 @@ impl Service {
             title: spec.title.clone(),
             body: spec.body.clone(),
             draft: spec.draft,
+            change_id,
         };
         let interval = match host.kind {
             CodeHostKind::GitHub => self.settings.publish.github_pull_request_interval,
@@ -604,6 +639,27 @@ impl Service {
             pull_request_url: Some(pull.url),
             credential_source: Some(credential.source.as_str().to_owned()),
         })
+    }
+
+    /// The Change-Id of a Gerrit changeset's change: the one recorded, else
+    /// a new one, recorded before anything is pushed so that a publish
+    /// interrupted after its push uploads to the same change next time.
+    async fn change_id_of(&self, record: &mut ChangesetRecord) -> Result<ChangeId> {
+        let stored = match record.change_id.as_deref() {
+            Some(stored) => stored.to_owned(),
+            None => {
+                let candidate = ChangeId::generate()
+                    .map_err(|e| Error::Internal(format!("cannot make a Change-Id: {e}")))?;
+                self.store
+                    .ensure_change_id(record.id, candidate.as_str())
+                    .await?
+            }
+        };
+        let change_id = ChangeId::parse(&stored).ok_or_else(|| {
+            Error::Internal(format!("changeset {} has an invalid Change-Id", record.id))
+        })?;
+        record.change_id = Some(stored);
+        Ok(change_id)
     }
 
     /// Refuses more changesets in one request than an API caller may send
@@ -669,5 +725,19 @@ impl Service {
         }
         reports.sort_by_key(|r| r.index);
         Ok(reports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_gerrit_projects_may_lack_an_owner() {
+        assert!(check_repository_owner(CodeHostKind::Gerrit, "api").is_ok());
+        assert!(check_repository_owner(CodeHostKind::Gerrit, "team/api").is_ok());
+        assert!(check_repository_owner(CodeHostKind::GitHub, "api").is_err());
+        assert!(check_repository_name("api").is_ok());
+        assert!(check_repository_name("../api").is_err());
     }
 }

@@ -14,7 +14,8 @@ macro_rules! changeset_columns {
          credential_id, credential_source, pushed_commit, pr_number, pr_url, error, attempts, \
          created_at, updated_at, previous_user_id, handed_over_by, handed_over_at, pushing_commit, \
          title, job_action, job_state, job_attempts, job_version, process_after, \
-         delete_branch_on_close, external_state, review_state, checks_state, synced_at, imported"
+         delete_branch_on_close, external_state, review_state, checks_state, synced_at, imported, \
+         change_id"
     };
 }
 pub(super) use changeset_columns;
@@ -61,6 +62,7 @@ pub(super) fn changeset_from_row(row: &AnyRow) -> Result<ChangesetRecord> {
         checks_state: row.try_get("checks_state")?,
         synced_at: optional_time(row, "synced_at")?,
         imported: row.try_get::<i64, _>("imported")? != 0,
+        change_id: row.try_get("change_id")?,
     })
 }
 
@@ -169,6 +171,25 @@ impl Store {
             return Err(Error::NotFound);
         }
         Ok(())
+    }
+
+    /// The changeset's Gerrit Change-Id: the one already recorded, else
+    /// `candidate`, recorded now. Written before anything is pushed, and
+    /// never replaced, so that concurrent or repeated publishes all upload
+    /// to one change.
+    pub async fn ensure_change_id(&self, id: ChangesetId, candidate: &str) -> Result<String> {
+        sqlx::query("UPDATE changesets SET change_id = $1 WHERE id = $2 AND change_id IS NULL")
+            .bind(candidate)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        let row = self
+            .fetch_one(
+                sqlx::query("SELECT change_id FROM changesets WHERE id = $1").bind(id.to_string()),
+            )
+            .await?;
+        row.try_get::<Option<String>, _>("change_id")?
+            .ok_or(Error::NotFound)
     }
 
     /// Gives a changeset to `to`, recording the previous owner, who did it

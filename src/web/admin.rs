@@ -213,7 +213,6 @@ async fn code_hosts(
         policies,
         kinds: CodeHostKind::ALL
             .into_iter()
-            .filter(|k| k.is_supported())
             .map(|k| KindOption {
                 value: k.as_str(),
                 name: k.display_name(),

@@ -551,6 +551,7 @@ fn draft(head: &str) -> PullRequestDraft {
         title: "Update the API".into(),
         body: "x".repeat(5000),
         draft: false,
+        change_id: None,
     }
 }
 

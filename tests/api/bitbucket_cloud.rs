@@ -632,6 +632,7 @@ async fn the_client_follows_a_pull_request_through_its_life() {
         title: "Update the API".into(),
         body: "Done by a batch change.".into(),
         draft,
+        change_id: None,
     };
     let opened = client
         .publish_pull_request(&token, &draft("batch/update-api", false))
@@ -801,6 +802,7 @@ async fn a_pull_request_needs_the_write_scope_it_lacks() {
                 title: "t".into(),
                 body: String::new(),
                 draft: false,
+                change_id: None,
             },
         )
         .await

@@ -72,6 +72,7 @@ fn draft(repository: &str, head: &str, draft: bool) -> PullRequestDraft {
         title: "Update the API".into(),
         body: "Done by a batch change.".into(),
         draft,
+        change_id: None,
     }
 }
 

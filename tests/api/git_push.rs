@@ -9,7 +9,7 @@ use base64::Engine;
 use batchcred::crypto::generate_ssh_keypair;
 use batchcred::domain::SshKeyAlgorithm;
 use batchcred::publish::git::{
-    Change, GitAuth, PushError, PushOptions, PushRequest, Pushed, push_with,
+    Change, GitAuth, PushError, PushOptions, PushRequest, PushTarget, Pushed, push_with,
 };
 use secrecy::SecretString;
 
@@ -52,6 +52,7 @@ fn commit_request(url: String, repo: &Path, head: &str) -> PushRequest {
             repo: repo.to_owned(),
             rev: "HEAD".to_owned(),
         },
+        target: PushTarget::Branch,
     }
 }
 
@@ -200,6 +201,7 @@ async fn diff_is_applied_on_the_base_branch_and_pushed() {
             author_name: "Ada Lovelace".to_owned(),
             author_email: "ada@example.com".to_owned(),
         },
+        target: PushTarget::Branch,
     };
     let pushed = push_with(&request, &https(TOKEN), &scratch.options())
         .await
@@ -242,6 +244,7 @@ async fn a_diff_that_does_not_apply_is_reported_as_such() {
             author_name: "A".to_owned(),
             author_email: "a@example.com".to_owned(),
         },
+        target: PushTarget::Branch,
     };
     let error = push_with(&request, &https(TOKEN), &scratch.options())
         .await
@@ -509,6 +512,7 @@ async fn ssh_diff_push_fetches_the_base_over_ssh() {
             author_name: "A".to_owned(),
             author_email: "a@example.com".to_owned(),
         },
+        target: PushTarget::Branch,
     };
     let pushed = push_with(&request, &auth, &scratch.options())
         .await

@@ -18,6 +18,7 @@ mod codehost_lifecycle;
 mod credentials;
 mod drain;
 mod expiry_warnings;
+mod gerrit;
 mod git_push;
 mod global_policy;
 mod helpers;

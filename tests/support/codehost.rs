@@ -13,6 +13,7 @@
 
 pub mod azure_devops;
 pub mod bitbucket_cloud;
+pub mod gerrit;
 mod lifecycle;
 
 use std::collections::HashMap;

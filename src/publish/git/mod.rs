@@ -1,5 +1,6 @@
-//! Pushing a changeset's commit to a code host as a branch, over HTTPS with
-//! a token or over SSH with a key, without the secret ever appearing in a
+//! Pushing a changeset's commit to a code host as a branch (or, for Gerrit,
+//! as a change for review: see [`review`]), over HTTPS with a token or over
+//! SSH with a key, without the secret ever appearing in a
 //! command line, an environment, a file or a log.
 //!
 //! Every push gets a private (0700) work directory, removed afterwards
@@ -10,6 +11,7 @@ mod command;
 mod credential;
 mod error;
 mod group;
+mod review;
 mod ssh;
 mod workdir;
 
@@ -22,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use command::GitCommand;
 use credential::CredentialPipe;
 pub use error::PushError;
+pub use review::{ChangeId, PushTarget};
 use ssh::SshAgent;
 use workdir::WorkDir;
 pub use workdir::{Swept, WORK_DIR_PREFIX, sweep_work_dirs};
@@ -82,6 +85,8 @@ pub struct PushRequest {
     /// batchcred put it there, so it may be replaced too.
     pub interrupted_head: Option<String>,
     pub change: Change,
+    /// The head branch, or a change for review on the base branch.
+    pub target: PushTarget,
 }
 
 /// Called with the commit about to be pushed, before the push starts, so
@@ -268,6 +273,13 @@ fn validate(req: &PushRequest, auth: &GitAuth) -> Result<(), PushError> {
             ));
         }
     }
+    if let PushTarget::Review { topic, .. } = &req.target
+        && !review::is_valid_topic(topic)
+    {
+        return invalid(format!(
+            "{topic:?} cannot be a review topic: Gerrit reads ',' and '%' in push options"
+        ));
+    }
     if let Change::Commit { rev, .. } = &req.change
         && (rev.is_empty() || rev.starts_with('-'))
     {
@@ -394,12 +406,29 @@ impl Session<'_> {
                 (work, commit)
             }
         };
+        let (repo, commit) = match &req.target {
+            PushTarget::Branch => (repo, commit),
+            PushTarget::Review { change_id, .. } => {
+                self.review_commit(&repo, &commit, change_id).await?
+            }
+        };
         if let Some(record) = record {
             record(commit.clone()).await.map_err(|reason| {
                 PushError::Other(format!(
                     "could not record the commit before pushing: {reason}"
                 ))
             })?;
+        }
+        if let PushTarget::Review {
+            topic,
+            work_in_progress,
+            ..
+        } = &req.target
+        {
+            let options = (topic.as_str(), *work_in_progress);
+            self.push_for_review(&repo, &req.remote_url, &req.base_branch, options, &commit)
+                .await?;
+            return Ok(Pushed { commit });
         }
         let expected = req.expected_head.as_deref();
         match self.push_with_lease(&repo, req, &commit, expected).await {
@@ -582,6 +611,7 @@ mod tests {
                 repo: PathBuf::from("."),
                 rev: "HEAD".to_owned(),
             },
+            target: PushTarget::Branch,
         }
     }
 
