@@ -131,7 +131,8 @@ async function openSettings(page) {
 async function addToken(page, url, token) {
   await clickAndLoad(page, row(page, url).getByRole("link", { name: "Add token" }));
   const dialog = page.locator("dialog[open]");
-  await dialog.getByLabel("Personal access token").fill(token);
+  // Labelled after the kind's secret: "Personal access token", "HTTP access token", …
+  await dialog.locator("#token").fill(token);
   await clickAndLoad(page, dialog.getByRole("button", { name: "Add token" }));
 }
 
