@@ -453,6 +453,16 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_has_an_api_client() {
+        let api = ApiClient::new(DEFAULT_TIMEOUT).expect("HTTP client");
+        let url = CodeHostUrl::parse("https://code.example.com/org").expect("url");
+        for kind in CodeHostKind::ALL {
+            let client = Client::new(&api, kind, &url, Some("someone"));
+            assert!(client.is_ok(), "{kind:?} has no API client");
+        }
+    }
+
+    #[test]
     fn tokens_are_flagged_a_week_before_they_expire() {
         let now = Utc::now();
         assert!(expires_soon(now + chrono::Duration::days(6), now));

@@ -45,6 +45,26 @@ pub struct KindDescriptor {
     pub username: UsernameRule,
     /// The username git sends with the token over HTTPS.
     pub git_username: GitUsername,
+    /// Whether git may reach it over SSH, with a generated key.
+    pub supports_ssh: bool,
+    /// How its repositories are named, for messages: `owner/name`.
+    pub repository_form: &'static str,
+    /// Whether a repository name starts with its owner (`owner/name`);
+    /// Gerrit projects may be a single name.
+    pub repository_has_owner: bool,
+    /// What a changeset becomes there.
+    pub changeset: ChangesetForm,
+}
+
+/// What a changeset becomes on a code host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangesetForm {
+    /// A head branch and a pull (merge) request from it.
+    PullRequest,
+    /// A change for review: one commit uploaded to `refs/for/<base>` with a
+    /// `Change-Id` trailer batchcred keeps, so that publishing again adds a
+    /// patch set (Gerrit). Its commit message is its only description.
+    ReviewChange,
 }
 
 /// One permission a token needs, with what batchcred uses it for.
@@ -116,6 +136,10 @@ const GITHUB: KindDescriptor = KindDescriptor {
     username: UsernameRule::NotNeeded,
     // Ignored for personal access tokens; the required form for App tokens.
     git_username: GitUsername::Fixed("x-access-token"),
+    supports_ssh: true,
+    repository_form: "owner/name",
+    repository_has_owner: true,
+    changeset: ChangesetForm::PullRequest,
 };
 
 const GITLAB: KindDescriptor = KindDescriptor {
@@ -142,6 +166,10 @@ const GITLAB: KindDescriptor = KindDescriptor {
     username: UsernameRule::NotNeeded,
     // Any non-empty name works with a personal access token.
     git_username: GitUsername::Fixed("oauth2"),
+    supports_ssh: true,
+    repository_form: "group/project",
+    repository_has_owner: true,
+    changeset: ChangesetForm::PullRequest,
 };
 
 /// Bitbucket Server has no scopes: a token carries project and repository
@@ -168,6 +196,10 @@ const BITBUCKET_SERVER: KindDescriptor = KindDescriptor {
     token_page: TokenPage::OnCodeHost("/plugins/servlet/access-tokens/manage"),
     username: UsernameRule::NotNeeded,
     git_username: GitUsername::CodeHostAccount,
+    supports_ssh: true,
+    repository_form: "PROJECT/repo",
+    repository_has_owner: true,
+    changeset: ChangesetForm::PullRequest,
 };
 
 const BITBUCKET_CLOUD: KindDescriptor = KindDescriptor {
@@ -203,6 +235,10 @@ const BITBUCKET_CLOUD: KindDescriptor = KindDescriptor {
         label: "Atlassian account email (API token) or Bitbucket username (app password)",
     },
     git_username: GitUsername::BitbucketCloud,
+    supports_ssh: true,
+    repository_form: "workspace/slug",
+    repository_has_owner: true,
+    changeset: ChangesetForm::PullRequest,
 };
 
 const AZURE_DEVOPS: KindDescriptor = KindDescriptor {
@@ -226,6 +262,10 @@ const AZURE_DEVOPS: KindDescriptor = KindDescriptor {
         label: "Username on Azure DevOps",
     },
     git_username: GitUsername::CredentialUsername,
+    supports_ssh: true,
+    repository_form: "project/repo",
+    repository_has_owner: true,
+    changeset: ChangesetForm::PullRequest,
 };
 
 const GERRIT: KindDescriptor = KindDescriptor {
@@ -255,6 +295,10 @@ const GERRIT: KindDescriptor = KindDescriptor {
         label: "Username on Gerrit",
     },
     git_username: GitUsername::CredentialUsername,
+    supports_ssh: true,
+    repository_form: "project",
+    repository_has_owner: false,
+    changeset: ChangesetForm::ReviewChange,
 };
 
 impl CodeHostKind {
@@ -377,6 +421,7 @@ mod tests {
             let page = d.token_page_url(url);
             assert!(page.starts_with("https://"), "{kind:?} token page {page}");
             assert!(!d.git_https_username(None, None).is_empty());
+            assert_eq!(d.repository_has_owner, d.repository_form.contains('/'));
             assert_eq!(kind.as_str().parse::<CodeHostKind>(), Ok(kind));
         }
     }

@@ -17,8 +17,8 @@ pub use audit::AuditRecord;
 pub use changeset::{ChangesetRecord, ChangesetState, JobAction, JobState};
 pub use code_host::{CodeHostConfig, CodeHostUpdate, CodeHostUrl, GitUrlType, SshKeyAlgorithm};
 pub use code_host_kind::{
-    BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE, CodeHostKind, GitUsername, KindDescriptor,
-    RequiredScope, TokenPage, UsernameRule,
+    BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE, ChangesetForm, CodeHostKind, GitUsername,
+    KindDescriptor, RequiredScope, TokenPage, UsernameRule,
 };
 pub use ids::{AccessTokenId, ChangesetId, CodeHostId, CredentialId, UserId};
 pub use input::{Password, Token, Username};

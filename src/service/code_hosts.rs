@@ -122,6 +122,17 @@ fn validate_known_hosts(known_hosts: Option<String>) -> Result<Option<String>> {
     Ok(Some(text))
 }
 
+/// Refuses SSH for a kind git cannot reach that way.
+fn check_git_url_type(kind: CodeHostKind, git_url_type: GitUrlType) -> Result<()> {
+    if git_url_type == GitUrlType::Ssh && !kind.descriptor().supports_ssh {
+        return Err(Error::InvalidInput(format!(
+            "{} code hosts cannot be reached over SSH; use http",
+            kind.display_name()
+        )));
+    }
+    Ok(())
+}
+
 impl Service {
     /// Registers a code host (site admins).
     pub async fn add_code_host(
@@ -132,6 +143,7 @@ impl Service {
         caller.require_site_admin()?;
         let url = CodeHostUrl::parse(&request.url)?;
         crate::codehost::check_code_host_url(request.kind, &url).map_err(Error::InvalidInput)?;
+        check_git_url_type(request.kind, request.git_url_type)?;
         let host = CodeHostConfig {
             id: CodeHostId::new(),
             kind: request.kind,
@@ -163,6 +175,15 @@ impl Service {
         mut update: CodeHostUpdate,
     ) -> Result<CodeHostConfig> {
         caller.require_site_admin()?;
+        if let Some(git_url_type) = update.git_url_type {
+            let kind = self
+                .store
+                .find_code_host(id)
+                .await
+                .map_err(not_found("code host"))?
+                .kind;
+            check_git_url_type(kind, git_url_type)?;
+        }
         if let Some(known_hosts) = update.ssh_known_hosts.take() {
             update.ssh_known_hosts = Some(validate_known_hosts(known_hosts)?);
         }

@@ -12,8 +12,8 @@ use super::{Error, ResolvedCredential, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::{CodeHostApi, PullRequestDraft};
 use crate::domain::{
-    ChangesetId, ChangesetRecord, ChangesetState, CodeHostConfig, CodeHostKind, CodeHostUrl,
-    GitUrlType, JobState, UserId,
+    ChangesetForm, ChangesetId, ChangesetRecord, ChangesetState, CodeHostConfig, CodeHostKind,
+    CodeHostUrl, GitUrlType, JobState, UserId,
 };
 use crate::publish::git::{self, Change, ChangeId, GitAuth, PushError, PushRequest, PushTarget};
 use crate::publish::{Backoff, ChangeSpec, ChangesetSpec, default_git_jobs, remote};
@@ -176,12 +176,14 @@ pub(super) fn check_repository_name(repository: &str) -> Result<()> {
 }
 
 /// Refuses a repository name without its owner (`owner/name`,
-/// `group/subgroup/project`, `PROJECT/repo`) where the kind has owners:
-/// everywhere but on Gerrit, whose projects may be a single name.
+/// `group/subgroup/project`, `PROJECT/repo`) where the kind names owners
+/// (all but Gerrit, whose projects may be a single name).
 pub(super) fn check_repository_owner(kind: CodeHostKind, repository: &str) -> Result<()> {
-    if kind != CodeHostKind::Gerrit && !repository.contains('/') {
+    let descriptor = kind.descriptor();
+    if descriptor.repository_has_owner && !repository.contains('/') {
         return Err(invalid(format!(
-            "repository {repository:?} must look like owner/name"
+            "repository {repository:?} must look like {} on {}",
+            descriptor.repository_form, descriptor.display_name
         )));
     }
     Ok(())
@@ -530,10 +532,10 @@ impl Service {
                 author_email,
             } => {
                 let username = self.store.find_user(user).await?.username;
-                // A Gerrit change has no description but its commit
+                // A change for review has no description but its commit
                 // message: the body goes there.
-                let default_message = match host.kind {
-                    CodeHostKind::Gerrit if !spec.body.trim().is_empty() => {
+                let default_message = match host.kind.descriptor().changeset {
+                    ChangesetForm::ReviewChange if !spec.body.trim().is_empty() => {
                         format!("{}\n\n{}", spec.title, spec.body)
                     }
                     _ => spec.title.clone(),
@@ -554,13 +556,13 @@ impl Service {
                 host.url, spec.repository
             ))
         })?;
-        let target = match host.kind {
-            CodeHostKind::Gerrit => PushTarget::Review {
+        let target = match host.kind.descriptor().changeset {
+            ChangesetForm::ReviewChange => PushTarget::Review {
                 change_id: self.change_id_of(record).await?,
                 topic: spec.head_branch.clone(),
                 work_in_progress: spec.draft,
             },
-            _ => PushTarget::Branch,
+            ChangesetForm::PullRequest => PushTarget::Branch,
         };
         let change_id = match &target {
             PushTarget::Review { change_id, .. } => Some(change_id.to_string()),
