@@ -35,6 +35,9 @@ both_backends!(
     a_good_token_is_stored_with_its_account,
     publishing_pushes_as_the_credentials_user_and_never_duplicates,
     closing_reopening_and_syncing_go_through_the_queue,
+    every_failure_is_named_and_stores_nothing,
+    ssh_pushes_with_the_generated_key,
+    rate_limits_are_waited_out,
 );
 
 /// Alice's token, with every scope.
@@ -230,10 +233,9 @@ async fn a_good_token_is_stored_with_its_account(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn every_failure_is_named_and_stores_nothing() {
+async fn every_failure_is_named_and_stores_nothing(backend: Backend) {
     let w = world_with(
-        Backend::Sqlite,
+        backend,
         AppOptions {
             code_host_timeout: Duration::from_secs(2),
             ..AppOptions::default()
@@ -469,9 +471,8 @@ async fn read_only_tokens_are_told_what_pushing_needs() {
     assert!(w.emulator.pulls().is_empty());
 }
 
-#[tokio::test]
-async fn ssh_pushes_with_the_generated_key() {
-    let w = world_with(Backend::Sqlite, AppOptions::default(), "SSH").await;
+async fn ssh_pushes_with_the_generated_key(backend: Backend) {
+    let w = world_with(backend, AppOptions::default(), "SSH").await;
     let credential = w.add_credential(PAT).await;
     let public_key = credential.ssh_public_key.clone().unwrap();
     let sshd = Sshd::start(&[&public_key]);
@@ -504,9 +505,8 @@ async fn ssh_pushes_with_the_generated_key() {
     assert_eq!(w.emulator.pulls()[0].repository, "Web/ssh-only");
 }
 
-#[tokio::test]
-async fn rate_limits_are_waited_out() {
-    let w = world(Backend::Sqlite).await;
+async fn rate_limits_are_waited_out(backend: Backend) {
+    let w = world(backend).await;
     w.add_credential(PAT).await;
     w.emulator.rate_limit_creates(2, 1);
     let published = w.publish(&w.spec("batch/busy")).await;

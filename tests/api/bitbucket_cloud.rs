@@ -34,6 +34,8 @@ both_backends!(
     tokens_are_checked_as_they_are_added,
     publishing_pushes_as_bitbucket_wants_and_never_duplicates,
     closing_and_syncing_go_through_the_queue,
+    ssh_pushes_with_the_generated_key,
+    rate_limits_are_waited_out,
 );
 
 /// Alice's API token: Basic auth with her Atlassian email.
@@ -461,9 +463,8 @@ async fn publishing_pushes_as_bitbucket_wants_and_never_duplicates(backend: Back
     assert_eq!(c.bb.pulls()[1].opened_with, APP_PASSWORD);
 }
 
-#[tokio::test]
-async fn ssh_pushes_with_the_generated_key() {
-    let c = cloud(Backend::Sqlite).await;
+async fn ssh_pushes_with_the_generated_key(backend: Backend) {
+    let c = cloud(backend).await;
     let url = c.bb.url("bb-ssh");
     let host_id = c
         .app
@@ -504,9 +505,8 @@ async fn ssh_pushes_with_the_generated_key() {
     assert_eq!(branch_sha(&bare, "batch/ssh"), published.commit);
 }
 
-#[tokio::test]
-async fn rate_limits_are_waited_out() {
-    let c = cloud(Backend::Sqlite).await;
+async fn rate_limits_are_waited_out(backend: Backend) {
+    let c = cloud(backend).await;
     c.add_credential(&c.alice, &c.url, ALICE_EMAIL, API_TOKEN)
         .await;
     let before = c.bb.seen().len();

@@ -133,6 +133,8 @@ both_backends!(
     http_passwords_are_checked_when_added,
     publishing_uploads_one_change_and_publishing_again_adds_patch_sets,
     changes_are_closed_reopened_and_synced_through_the_queue,
+    rate_limits_are_waited_out_when_publishing,
+    ssh_uploads_with_the_generated_key_as_the_gerrit_account,
 );
 
 async fn http_passwords_are_checked_when_added(backend: Backend) {
@@ -437,9 +439,8 @@ async fn uploads_gerrit_refuses_name_the_missing_right() {
     assert!(w.gerrit.changes().is_empty());
 }
 
-#[tokio::test]
-async fn rate_limits_are_waited_out_when_publishing() {
-    let w = world(Backend::Sqlite, "HTTP").await;
+async fn rate_limits_are_waited_out_when_publishing(backend: Backend) {
+    let w = world(backend, "HTTP").await;
     w.add_credential("alice").await;
     w.gerrit.rate_limit(1, 1);
     let started = Instant::now();
@@ -449,9 +450,8 @@ async fn rate_limits_are_waited_out_when_publishing() {
     assert_eq!(w.gerrit.changes().len(), 1);
 }
 
-#[tokio::test]
-async fn ssh_uploads_with_the_generated_key_as_the_gerrit_account() {
-    let w = world(Backend::Sqlite, "SSH").await;
+async fn ssh_uploads_with_the_generated_key_as_the_gerrit_account(backend: Backend) {
+    let w = world(backend, "SSH").await;
     // Gerrit's SSH daemon knows accounts by username: here the local user
     // the test sshd lets in.
     let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
