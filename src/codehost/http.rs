@@ -233,6 +233,28 @@ pub async fn unexpected(
     }
 }
 
+/// Reads an answer carrying pull request `number` of `repository`: its
+/// JSON, or [`Error::PullRequestNotFound`] on a 404 (it is gone, or the
+/// token cannot see it any more).
+pub async fn read_pull_request<T: serde::de::DeserializeOwned>(
+    target: &str,
+    repository: &str,
+    number: u64,
+    endpoint: &str,
+    response: Response,
+    token: &SecretString,
+) -> Result<T, Error> {
+    match response.status() {
+        StatusCode::NOT_FOUND => Err(Error::PullRequestNotFound {
+            target: target.to_owned(),
+            repository: repository.to_owned(),
+            number,
+        }),
+        status if status.is_success() => read_json(target, endpoint, response).await,
+        _ => Err(unexpected(target, endpoint, response, token).await),
+    }
+}
+
 /// Reads a JSON body of at most [`MAX_RESPONSE_BYTES`], or says the code
 /// host sent something else.
 pub async fn read_json<T: serde::de::DeserializeOwned>(

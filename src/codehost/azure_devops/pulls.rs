@@ -315,7 +315,7 @@ impl AzureDevOps {
     ) -> Result<Pull, Error> {
         let request = self.request(Method::PATCH, path, token).json(&body);
         let response = self.send(operation, request, token).await?;
-        self.read_pull(token, repository, id, path, response).await
+        http::read_pull_request(&self.target, repository, id, path, response, token).await
     }
 
     fn opened(&self, repository: &str, pull: &Pull, created: bool) -> PullRequest {
@@ -339,25 +339,6 @@ impl AzureDevOps {
         self.pull_url(project, name, pull.id)
     }
 
-    async fn read_pull(
-        &self,
-        token: &SecretString,
-        repository: &str,
-        id: u64,
-        path: &str,
-        response: reqwest::Response,
-    ) -> Result<Pull, Error> {
-        match response.status() {
-            StatusCode::NOT_FOUND => Err(Error::PullRequestNotFound {
-                target: self.target.clone(),
-                repository: repository.to_owned(),
-                number: id,
-            }),
-            status if status.is_success() => http::read_json(&self.target, path, response).await,
-            _ => Err(http::unexpected(&self.target, path, response, token).await),
-        }
-    }
-
     async fn fetch_pull(
         &self,
         token: &SecretString,
@@ -367,9 +348,8 @@ impl AzureDevOps {
         let path = format!("{}/pullrequests/{id}", self.repository_path(repository)?);
         let request = self.request(Method::GET, &path, token);
         let response = self.send("pull_request", request, token).await?;
-        let pull = self
-            .read_pull(token, repository, id, &path, response)
-            .await?;
+        let pull =
+            http::read_pull_request(&self.target, repository, id, &path, response, token).await?;
         Ok((pull, path))
     }
 

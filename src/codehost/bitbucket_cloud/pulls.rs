@@ -4,7 +4,7 @@
 //! cannot reopen a declined pull request; asking to is an
 //! [`Error::NotPossible`].
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
@@ -208,9 +208,9 @@ impl BitbucketCloud {
         let path = format!("{pulls}/{id}");
         let request = self.request(Method::PUT, &path, token).json(&body);
         let response = self.send("update_pull_request", request, token).await?;
-        let pull = self
-            .read_pull(token, &draft.repository, id, &path, response)
-            .await?;
+        let pull: PullDetails =
+            http::read_pull_request(&self.target, &draft.repository, id, &path, response, token)
+                .await?;
         Ok(PullRequest {
             number: pull.id,
             url: self.pull_url(&pull, &draft.repository),
@@ -238,27 +238,7 @@ impl BitbucketCloud {
         let path = format!("{}/pullrequests/{id}", self.repository_path(repository)?);
         let request = self.request(Method::GET, &path, token);
         let response = self.send("pull_request", request, token).await?;
-        self.read_pull(token, repository, id, &path, response).await
-    }
-
-    /// Reads an answer carrying a pull request: 404 means it is gone.
-    async fn read_pull(
-        &self,
-        token: &SecretString,
-        repository: &str,
-        id: u64,
-        path: &str,
-        response: Response,
-    ) -> Result<PullDetails, Error> {
-        match response.status() {
-            StatusCode::NOT_FOUND => Err(Error::PullRequestNotFound {
-                target: self.target.clone(),
-                repository: repository.to_owned(),
-                number: id,
-            }),
-            status if status.is_success() => http::read_json(&self.target, path, response).await,
-            _ => Err(http::unexpected(&self.target, path, response, token).await),
-        }
+        http::read_pull_request(&self.target, repository, id, &path, response, token).await
     }
 
     /// Completes a pull request with the statuses on its head commit.
@@ -348,9 +328,8 @@ impl BitbucketCloud {
         );
         let request = self.request(Method::POST, &path, token);
         let response = self.send("close_pull_request", request, token).await?;
-        let pull = self
-            .read_pull(token, repository, id, &path, response)
-            .await?;
+        let pull =
+            http::read_pull_request(&self.target, repository, id, &path, response, token).await?;
         self.status_of(token, repository, pull).await
     }
 

@@ -110,27 +110,7 @@ impl BitbucketServer {
             .api
             .send(self.call("pull_request"), request, token)
             .await?;
-        self.read_pull(token, repository, id, &path, response).await
-    }
-
-    /// Reads an answer carrying a pull request: 404 means it is gone.
-    async fn read_pull(
-        &self,
-        token: &SecretString,
-        repository: &str,
-        id: u64,
-        path: &str,
-        response: reqwest::Response,
-    ) -> Result<PullDetails, Error> {
-        match response.status() {
-            reqwest::StatusCode::NOT_FOUND => Err(Error::PullRequestNotFound {
-                target: self.target.clone(),
-                repository: repository.to_owned(),
-                number: id,
-            }),
-            status if status.is_success() => http::read_json(&self.target, path, response).await,
-            _ => Err(http::unexpected(&self.target, path, response, token).await),
-        }
+        http::read_pull_request(&self.target, repository, id, &path, response, token).await
     }
 
     /// Completes a pull request with the builds on its head commit.
@@ -203,9 +183,8 @@ impl BitbucketServer {
             "reopen_pull_request"
         };
         let response = self.api.send(self.call(operation), request, token).await?;
-        let pull = self
-            .read_pull(token, repository, id, &path, response)
-            .await?;
+        let pull =
+            http::read_pull_request(&self.target, repository, id, &path, response, token).await?;
         self.status_of(token, repository, pull).await
     }
 }

@@ -89,9 +89,9 @@ impl GitHub {
                 token,
             )
             .await?;
-        let pull = self
-            .read_pull(token, repository, number, &endpoint, response)
-            .await?;
+        let pull =
+            http::read_pull_request(&self.target, repository, number, &endpoint, response, token)
+                .await?;
         self.status_of(token, repository, pull).await
     }
 
@@ -119,32 +119,6 @@ impl GitHub {
             StatusCode::UNPROCESSABLE_ENTITY | StatusCode::NOT_FOUND => Ok(()),
             status if status.is_success() => Ok(()),
             _ => Err(http::unexpected(&self.target, &endpoint, response, token).await),
-        }
-    }
-
-    fn pull_not_found(&self, repository: &str, number: u64) -> Error {
-        Error::PullRequestNotFound {
-            target: self.target.clone(),
-            repository: repository.to_owned(),
-            number,
-        }
-    }
-
-    /// Reads an answer carrying a pull request: 404 means it is gone.
-    async fn read_pull(
-        &self,
-        token: &SecretString,
-        repository: &str,
-        number: u64,
-        endpoint: &str,
-        response: reqwest::Response,
-    ) -> Result<PullDetails, Error> {
-        match response.status() {
-            StatusCode::NOT_FOUND => Err(self.pull_not_found(repository, number)),
-            status if status.is_success() => {
-                http::read_json(&self.target, endpoint, response).await
-            }
-            _ => Err(http::unexpected(&self.target, endpoint, response, token).await),
         }
     }
 
@@ -243,9 +217,9 @@ impl GitHub {
             .request(Method::PATCH, &endpoint, token)
             .json(&serde_json::json!({ "state": state }));
         let response = self.api.send(self.call(operation), request, token).await?;
-        let pull = self
-            .read_pull(token, repository, number, &endpoint, response)
-            .await?;
+        let pull =
+            http::read_pull_request(&self.target, repository, number, &endpoint, response, token)
+                .await?;
         self.status_of(token, repository, pull).await
     }
 }

@@ -61,8 +61,7 @@ impl GitLab {
             urlencode_path(repository)
         );
         let response = self.get("pull_request", &path, token).await?;
-        let mr = self
-            .read_merge_request(token, repository, number, &path, response)
+        let mr = http::read_pull_request(&self.target, repository, number, &path, response, token)
             .await?;
         self.status_of(token, repository, mr).await
     }
@@ -89,30 +88,6 @@ impl GitLab {
             StatusCode::NOT_FOUND => Ok(()),
             status if status.is_success() => Ok(()),
             _ => Err(http::unexpected(&self.target, &path, response, token).await),
-        }
-    }
-
-    fn pull_not_found(&self, repository: &str, number: u64) -> Error {
-        Error::PullRequestNotFound {
-            target: self.target.clone(),
-            repository: repository.to_owned(),
-            number,
-        }
-    }
-
-    /// Reads an answer carrying a merge request: 404 means it is gone.
-    async fn read_merge_request(
-        &self,
-        token: &SecretString,
-        repository: &str,
-        iid: u64,
-        path: &str,
-        response: reqwest::Response,
-    ) -> Result<MergeRequestDetails, Error> {
-        match response.status() {
-            StatusCode::NOT_FOUND => Err(self.pull_not_found(repository, iid)),
-            status if status.is_success() => http::read_json(&self.target, path, response).await,
-            _ => Err(http::unexpected(&self.target, path, response, token).await),
         }
     }
 
@@ -169,9 +144,8 @@ impl GitLab {
         let response = self
             .send_json(operation, Method::PUT, &path, &body, token)
             .await?;
-        let mr = self
-            .read_merge_request(token, repository, iid, &path, response)
-            .await?;
+        let mr =
+            http::read_pull_request(&self.target, repository, iid, &path, response, token).await?;
         self.status_of(token, repository, mr).await
     }
 }
