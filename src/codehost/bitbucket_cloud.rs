@@ -28,6 +28,8 @@
 mod pulls;
 mod scopes;
 
+pub(super) use scopes::grants;
+
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -316,7 +318,8 @@ impl CodeHostApi for BitbucketCloud {
         if !response.status().is_success() {
             return Err(http::unexpected(&self.target, "/user", response, token).await);
         }
-        let granted = header_str(response.headers(), "x-oauth-scopes").map(scopes::parse_header);
+        let granted =
+            header_str(response.headers(), "x-oauth-scopes").map(super::scopes::parse_header);
         let user: User = http::read_json(&self.target, "/user", response).await?;
         let account = [user.username, user.nickname, user.account_id, user.uuid]
             .into_iter()
@@ -332,7 +335,7 @@ impl CodeHostApi for BitbucketCloud {
         let mut warnings = vec![];
         match &granted {
             Some(granted) => {
-                let missing = scopes::missing(granted);
+                let missing = super::scopes::missing(CodeHostKind::BitbucketCloud, granted);
                 if !missing.is_empty() {
                     return Err(Error::MissingScopes {
                         target: self.target.clone(),

@@ -299,7 +299,7 @@ impl CodeHostApi for GitHub {
             return Err(http::unexpected(&self.target, "/user", response, token).await);
         }
         let headers = response.headers();
-        let granted = header_str(headers, "x-oauth-scopes").map(parse_scope_list);
+        let granted = header_str(headers, "x-oauth-scopes").map(super::scopes::parse_header);
         let expires_at =
             header_str(headers, "github-authentication-token-expiration").and_then(parse_expiry);
         let user: User = http::read_json(&self.target, "/user", response).await?;
@@ -359,16 +359,6 @@ impl CodeHostApi for GitHub {
     }
 }
 
-/// `X-OAuth-Scopes: repo, read:org` (empty for a token with no scopes).
-fn parse_scope_list(header: &str) -> Vec<String> {
-    header
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// `GitHub-Authentication-Token-Expiration`: `2026-12-01 00:00:00 UTC`
 /// or with a numeric offset, `2026-12-01 09:00:00 +0900`.
 fn parse_expiry(value: &str) -> Option<DateTime<Utc>> {
@@ -398,10 +388,10 @@ mod tests {
     #[test]
     fn scope_headers_split_on_commas() {
         assert_eq!(
-            parse_scope_list("repo, read:org,user"),
+            super::scopes::parse_header("repo, read:org,user"),
             ["repo", "read:org", "user"]
         );
-        assert!(parse_scope_list("").is_empty());
+        assert!(super::scopes::parse_header("").is_empty());
     }
 
     #[test]

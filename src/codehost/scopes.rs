@@ -28,16 +28,34 @@ fn github_children(scope: &str) -> &'static [&'static str] {
     }
 }
 
-/// Whether `granted` covers `scope`, directly or through a parent.
+/// Whether `granted` covers `scope`, directly or through a parent
+/// (GitHub), or under another name that implies it (Bitbucket Cloud's app
+/// password and OAuth scopes).
 pub fn covers(kind: CodeHostKind, granted: &[String], scope: &str) -> bool {
     granted.iter().any(|g| {
         g == scope
-            || (kind == CodeHostKind::GitHub
-                && (github_children(g).contains(&scope)
-                    || github_children(g)
-                        .iter()
-                        .any(|child| github_children(child).contains(&scope))))
+            || match kind {
+                CodeHostKind::GitHub => {
+                    github_children(g).contains(&scope)
+                        || github_children(g)
+                            .iter()
+                            .any(|child| github_children(child).contains(&scope))
+                }
+                CodeHostKind::BitbucketCloud => super::bitbucket_cloud::grants(g).contains(&scope),
+                _ => false,
+            }
     })
+}
+
+/// The scopes an `X-OAuth-Scopes` header lists: comma- (or space-)
+/// separated.
+pub fn parse_header(value: &str) -> Vec<String> {
+    value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The required scopes `granted` does not cover, in the order required.

@@ -3,8 +3,6 @@
 //! the older names (`repository:write`…), some of which imply others. Both
 //! are read here in the descriptor's terms.
 
-use crate::domain::CodeHostKind;
-
 pub const READ_USER: &str = "read:user:bitbucket";
 pub const READ_REPOSITORY: &str = "read:repository:bitbucket";
 pub const WRITE_REPOSITORY: &str = "write:repository:bitbucket";
@@ -17,7 +15,7 @@ pub const WRITE_PULL_REQUESTS: &str = "write:pullrequest:bitbucket";
 /// `repository:write` grants `repository`, `pullrequest` grants
 /// `repository`, `pullrequest:write` grants `pullrequest` and
 /// `repository:write`.
-fn grants(scope: &str) -> &'static [&'static str] {
+pub fn grants(scope: &str) -> &'static [&'static str] {
     match scope {
         READ_USER | "account" | "account:write" => &[READ_USER],
         READ_REPOSITORY | "repository" => &[READ_REPOSITORY],
@@ -36,16 +34,6 @@ fn grants(scope: &str) -> &'static [&'static str] {
     }
 }
 
-/// The required scopes (descriptor names, in its order) that `granted`
-/// does not cover.
-pub fn missing(granted: &[String]) -> Vec<String> {
-    CodeHostKind::BitbucketCloud
-        .required_scopes()
-        .filter(|required| !granted.iter().any(|g| grants(g).contains(required)))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// A scope Bitbucket says a request needed, in the descriptor's terms
 /// where it has one (`pullrequest:write` → `write:pullrequest:bitbucket`),
 /// else as Bitbucket named it.
@@ -61,19 +49,15 @@ pub fn required_name(scope: &str) -> String {
     name.to_owned()
 }
 
-/// `X-OAuth-Scopes`: comma- (or space-) separated.
-pub fn parse_header(value: &str) -> Vec<String> {
-    value
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::CodeHostKind;
+
+    /// What the shared check finds missing from `granted`.
+    fn missing(granted: &[String]) -> Vec<String> {
+        crate::codehost::scopes::missing(CodeHostKind::BitbucketCloud, granted)
+    }
 
     fn granted(scopes: &[&str]) -> Vec<String> {
         scopes.iter().map(|s| (*s).to_owned()).collect()
@@ -125,7 +109,7 @@ mod tests {
     #[test]
     fn headers_and_bitbucket_names_are_read() {
         assert_eq!(
-            parse_header("account, repository:write,pullrequest:write"),
+            crate::codehost::scopes::parse_header("account, repository:write,pullrequest:write"),
             ["account", "repository:write", "pullrequest:write"]
         );
         assert_eq!(required_name("pullrequest"), READ_PULL_REQUESTS);
