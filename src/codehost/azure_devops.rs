@@ -25,8 +25,10 @@
 //!   says so in a warning; a push refused later names the missing
 //!   permission (Azure's `TF401027 … GenericContribute`).
 //! - `vso.profile`: on Services, `GET https://app.vssps.visualstudio.com/
-//!   _apis/profile/profiles/me`. Server has no profile service, so there it
-//!   does not apply.
+//!   _apis/profile/profiles/me`. A refusal only warns: the account was
+//!   already named, and a token scoped to one organisation (which the
+//!   profile service refuses) publishes all the same. Server has no
+//!   profile service, so there it does not apply.
 //! - expiry: not reported, so left unknown.
 
 mod check;

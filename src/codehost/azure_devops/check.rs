@@ -44,7 +44,8 @@ struct PropertyValue {
 /// token page.
 const CODE_WRITE_MISSING: &str =
     "vso.code_write (Code: Read & write; this token cannot even read code)";
-const PROFILE_MISSING: &str = "vso.profile (User profile: Read)";
+const PROFILE_UNREADABLE: &str = "this token cannot read the user profile (vso.profile, User \
+     profile: Read) on Azure DevOps Services; it can still publish";
 
 /// Why a check passes with a caveat: write access cannot be seen.
 const WRITE_UNCHECKED: &str = "Azure DevOps does not report a token's scopes: batchcred \
@@ -84,18 +85,18 @@ impl AzureDevOps {
         options: &CheckOptions,
     ) -> Result<TokenCheck, Error> {
         let user = self.authenticated_user(token).await?;
-        let mut missing = vec![];
         if !self.probe("list_repositories", token).await? {
-            missing.push(CODE_WRITE_MISSING.to_owned());
-        }
-        if self.profile_url.is_some() && !self.probe("profile", token).await? {
-            missing.push(PROFILE_MISSING.to_owned());
-        }
-        if !missing.is_empty() {
             return Err(Error::MissingScopes {
                 target: self.target.clone(),
-                missing,
+                missing: vec![CODE_WRITE_MISSING.to_owned()],
             });
+        }
+        let mut warnings = vec![WRITE_UNCHECKED.to_owned()];
+        // The profile names the account on Services, which connectionData
+        // already did: a token scoped to one organisation, which the
+        // profile service refuses, still publishes, so this only warns.
+        if self.profile_url.is_some() && !self.probe("profile", token).await? {
+            warnings.push(PROFILE_UNREADABLE.to_owned());
         }
         if let Some(repository) = &options.repository {
             self.check_repository(token, repository).await?;
@@ -105,7 +106,7 @@ impl AzureDevOps {
             // Azure does not say.
             scopes: None,
             expires_at: None,
-            warnings: vec![WRITE_UNCHECKED.to_owned()],
+            warnings,
         })
     }
 
@@ -214,9 +215,9 @@ mod tests {
     }
 
     /// A Services organisation on loopback whose profile service refuses
-    /// the token: the check names vso.profile.
+    /// the token: the check passes, warning about vso.profile.
     #[tokio::test]
-    async fn services_tokens_without_profile_access_miss_vso_profile() {
+    async fn services_tokens_without_profile_access_are_warned_about_vso_profile() {
         use axum::routing::get;
         let app = axum::Router::new()
             .route(
@@ -248,17 +249,12 @@ mod tests {
         let mut client = AzureDevOps::new(api, &url, Some("al"), "Azure DevOps test".into());
         client.profile_url = Some(format!("http://{address}/profile"));
         let token = SecretString::from("pat");
-        let error = client
+        let check = client
             .check(&token, &CheckOptions::default())
             .await
-            .expect_err("refused");
-        assert_eq!(
-            error,
-            Error::MissingScopes {
-                target: "Azure DevOps test".into(),
-                missing: vec![PROFILE_MISSING.into()],
-            }
-        );
+            .expect("accepted");
+        assert_eq!(check.user, "Al");
+        assert!(check.warnings.iter().any(|w| w == PROFILE_UNREADABLE));
         // On Server there is no profile service to ask.
         client.profile_url = None;
         let check = client
@@ -267,6 +263,7 @@ mod tests {
             .expect("accepted");
         assert_eq!(check.user, "Al");
         assert_eq!(check.scopes, None);
+        assert!(!check.warnings.iter().any(|w| w == PROFILE_UNREADABLE));
         server.abort();
     }
 
