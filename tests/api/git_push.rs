@@ -53,6 +53,7 @@ fn commit_request(url: String, repo: &Path, head: &str) -> PushRequest {
             rev: "HEAD".to_owned(),
         },
         target: PushTarget::Branch,
+        signing: None,
     }
 }
 
@@ -202,6 +203,7 @@ async fn diff_is_applied_on_the_base_branch_and_pushed() {
             author_email: "ada@example.com".to_owned(),
         },
         target: PushTarget::Branch,
+        signing: None,
     };
     let pushed = push_with(&request, &https(TOKEN), &scratch.options())
         .await
@@ -245,6 +247,7 @@ async fn a_diff_that_does_not_apply_is_reported_as_such() {
             author_email: "a@example.com".to_owned(),
         },
         target: PushTarget::Branch,
+        signing: None,
     };
     let error = push_with(&request, &https(TOKEN), &scratch.options())
         .await
@@ -513,6 +516,7 @@ async fn ssh_diff_push_fetches_the_base_over_ssh() {
             author_email: "a@example.com".to_owned(),
         },
         target: PushTarget::Branch,
+        signing: None,
     };
     let pushed = push_with(&request, &auth, &scratch.options())
         .await
