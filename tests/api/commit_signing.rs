@@ -10,7 +10,7 @@ use batchcred::auth::Caller;
 use batchcred::crypto::generate_ssh_keypair;
 use batchcred::domain::{CredentialOwner, SigningKeySource, SshKeyAlgorithm};
 use batchcred::publish::ChangeSpec;
-use batchcred::service::{AuditQuery, PageRequest, PublishResult};
+use batchcred::service::{AuditQuery, KeySource, Keyring, PageRequest, PublishResult};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -507,4 +507,51 @@ async fn the_signing_private_key_is_sealed_and_in_no_audit_entry(backend: Backen
             "the audit log holds the private key"
         );
     }
+
+    // Rotating the encryption key and re-encrypting keeps the signing key.
+    // The PostgreSQL instances of the tests get their keyring inline, so
+    // only the SQLite run can rotate it.
+    let path = match batchcred::app::resolve_store(&w.app.store)
+        .unwrap()
+        .key_source
+    {
+        KeySource::File(path) => path,
+        KeySource::Inline(_) => return,
+    };
+    Keyring::load(&KeySource::File(path.clone()))
+        .unwrap()
+        .with_new_primary()
+        .unwrap()
+        .write_file(&path)
+        .unwrap();
+    let report = w
+        .app
+        .service
+        .reencrypt_credentials(&Caller::Operator, |_| {})
+        .await
+        .unwrap();
+    assert!(report.reencrypted >= 1, "{report:?}");
+    let after = w
+        .app
+        .service
+        .store()
+        .find_credential(resolved.credential_id)
+        .await
+        .unwrap();
+    assert_ne!(after.secret.key_id, record.secret.key_id);
+    assert_eq!(after.signing, record.signing);
+    let resolved = w
+        .app
+        .service
+        .resolve_credential(
+            &as_alice,
+            w.alice.id,
+            &batchcred::domain::CodeHostUrl::parse(&url).unwrap(),
+            "acme/api",
+        )
+        .await
+        .unwrap();
+    let signing = resolved.commit_signing().unwrap();
+    assert_eq!(signing.private_key.expose_secret(), private_key);
+    assert_eq!(signing.public_key, public_key);
 }
