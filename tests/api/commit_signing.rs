@@ -555,3 +555,72 @@ async fn the_signing_private_key_is_sealed_and_in_no_audit_entry(backend: Backen
     assert_eq!(signing.private_key.expose_secret(), private_key);
     assert_eq!(signing.public_key, public_key);
 }
+
+#[tokio::test]
+async fn the_credentials_page_turns_signing_on_shows_the_key_and_turns_it_off() {
+    use crate::web::Browser;
+    use reqwest::StatusCode;
+
+    const SETTINGS: &str = "/user/settings/batch-changes";
+    let w = world(Backend::Sqlite).await;
+    let gitlab = w.emulator.url("gitlab");
+    w.app
+        .add_code_host(&w.admin, "GITLAB", &gitlab, "HTTP")
+        .await;
+    w.add_credential(Some(&w.alice), "GITLAB", "gitlab", "glpat-alice")
+        .await;
+    let bitbucket = w.emulator.url("bitbucket");
+    w.app
+        .add_code_host(&w.admin, "BITBUCKETSERVER", &bitbucket, "HTTP")
+        .await;
+    w.add_credential(Some(&w.alice), "BITBUCKETSERVER", "bitbucket", "BBDC-alice")
+        .await;
+    let alice = Browser::signed_in(&w.app, "alice").await;
+    let gitlab_id = credential_of(&w, &gitlab).await.id.to_string();
+    let bitbucket_id = credential_of(&w, &bitbucket).await.id.to_string();
+
+    // A button on GitHub and GitLab rows only.
+    let (_, page) = alice.get(SETTINGS).await;
+    let enable = |id: &str| format!("{SETTINGS}/credentials/{id}/signing");
+    assert!(page.contains(&format!("action=\"{}\"", enable(&gitlab_id))));
+    assert!(!page.contains(&format!("action=\"{}\"", enable(&bitbucket_id))));
+    assert!(page.contains("Sign commits"));
+
+    // Without the session's CSRF token nothing changes.
+    let (status, _) = alice.post(&enable(&gitlab_id), &[("csrf", "wrong")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let csrf = alice.csrf(SETTINGS).await;
+    let (status, _) = alice.post(&enable(&bitbucket_id), &[("csrf", &csrf)]).await;
+    assert!(status.is_client_error(), "{status}");
+
+    let (status, _) = alice.post(&enable(&gitlab_id), &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let signing = credential_of(&w, &gitlab).await.signing.unwrap();
+    assert_eq!(signing.source, SigningKeySource::Generated);
+    let (status, dialog) = alice.get(&format!("{SETTINGS}?signing={gitlab_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(dialog.contains(&signing.public_key), "{dialog}");
+    assert!(dialog.contains("data-copy=\"signing-public-key\""));
+    assert!(dialog.contains("GitLab → Preferences → SSH Keys → Usage type: Signing"));
+
+    let disable = format!("{SETTINGS}/credentials/{gitlab_id}/signing/disable");
+    let (status, _) = alice.post(&disable, &[("csrf", "wrong")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = alice.post(&disable, &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = alice.get(SETTINGS).await;
+    assert!(page.contains(&format!("action=\"{}\"", enable(&gitlab_id))));
+    assert!(!page.contains(&signing.public_key));
+}
+
+/// Alice's credential for the code host at `url`, as the service shows it.
+async fn credential_of(w: &World, url: &str) -> batchcred::service::CredentialView {
+    w.app
+        .service
+        .list_credentials(&Caller::Operator, CredentialOwner::User(w.alice.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.url.as_str() == url)
+        .unwrap()
+}
