@@ -624,3 +624,96 @@ async fn credential_of(w: &World, url: &str) -> batchcred::service::CredentialVi
         .find(|c| c.url.as_str() == url)
         .unwrap()
 }
+
+/// `batchcred ARGS` against the app's own database and keyring.
+fn cli(app: &crate::helpers::TestApp, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.push("--data-dir".into());
+    all.push(app.store.data_dir.display().to_string());
+    if let Some(url) = &app.store.database_url {
+        all.push("--database-url".into());
+        all.push(url.expose().to_owned());
+    }
+    if let Some(path) = &app.store.encryption_key_file {
+        all.push("--encryption-key-file".into());
+        all.push(path.display().to_string());
+    }
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    crate::cli::bare_batchcred(&all, "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_turns_signing_on_and_prints_the_key_to_upload() {
+    let w = world(Backend::Sqlite).await;
+    let github = w.emulator.url("github");
+    let enable = [
+        "credentials",
+        "signing",
+        "enable",
+        "--user",
+        "alice",
+        "--url",
+    ];
+
+    let mut args = enable.to_vec();
+    args.extend([github.as_str(), "--use-ssh-key"]);
+    let refused = cli(&w.app, &args);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("has no SSH key to sign with"), "{stderr}");
+
+    let mut args = enable.to_vec();
+    args.push(github.as_str());
+    let printed = crate::cli::ok(&cli(&w.app, &args));
+    let signing = credential_of(&w, &github).await.signing.unwrap();
+    assert!(printed.contains(&signing.public_key), "{printed}");
+    assert!(
+        printed
+            .contains("GitHub → Settings → SSH and GPG keys → New SSH key → Key type: Signing key"),
+        "{printed}"
+    );
+
+    let args = [
+        "credentials",
+        "signing",
+        "disable",
+        "--user",
+        "alice",
+        "--url",
+        &github,
+    ];
+    let printed = crate::cli::ok(&cli(&w.app, &args));
+    assert!(printed.contains("no longer signed"), "{printed}");
+    assert!(credential_of(&w, &github).await.signing.is_none());
+}
+
+#[tokio::test]
+async fn a_gitlab_merge_request_commit_is_signed_too() {
+    let w = world(Backend::Sqlite).await;
+    let gitlab = w.emulator.url("gitlab");
+    w.app
+        .add_code_host(&w.admin, "GITLAB", &gitlab, "HTTP")
+        .await;
+    w.add_credential(Some(&w.alice), "GITLAB", "gitlab", "glpat-alice")
+        .await;
+    let alice = w.app.sign_in_with_token("alice").await;
+    assert_eq!(
+        code_host(&w, &alice, &gitlab).await["supportsCommitSigning"],
+        true
+    );
+    let key = enable(&w, &alice, &gitlab, "GENERATED").await;
+    let published = w
+        .app
+        .service
+        .publish_changeset(
+            &Caller::User(w.alice.clone()),
+            w.alice.id,
+            &w.spec("gitlab", "acme/api", "batch/gl-signed"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(published.result, PublishResult::Opened);
+    let api = w.git.repo_path("api");
+    let commit = branch_sha(&api, "batch/gl-signed").unwrap();
+    assert_signed_by(&api, &commit, &key);
+}
