@@ -39,6 +39,7 @@ impl From<CommitSigningKeySource> for SigningKeySource {
     }
 }
 
+/// Turning a credential's commit signing on and off.
 #[derive(Default)]
 pub struct SshSigningMutation;
 
