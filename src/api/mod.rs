@@ -15,6 +15,7 @@ mod mutation;
 mod operation_metrics;
 mod publish;
 mod query;
+mod ssh_signing;
 mod types;
 mod webhooks;
 

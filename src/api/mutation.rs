@@ -25,6 +25,7 @@ pub struct MutationRoot(
     super::publish::ChangesetMutation,
     super::changesets::ChangesetActionsMutation,
     super::webhooks::WebhookMutation,
+    super::ssh_signing::SshSigningMutation,
 );
 
 /// Accounts, code hosts and credentials.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::commit_signing::CommitSigningConfiguration;
 use super::error::IntoGraphql;
+use super::ssh_signing::CommitSigningKeySource;
 use super::{context_parts, ids};
 use crate::domain::{
     AccessTokenInfo, CodeHostConfig, CodeHostKind, GitUrlType, PolicyMode, SshKeyAlgorithm,
@@ -326,9 +327,11 @@ impl BatchChangesCodeHost {
         self.0.has_webhook
     }
 
-    /// Always false: commits are not signed by batchcred.
+    /// Whether batchcred can sign the commits it creates here: true for
+    /// GitHub and GitLab, which verify SSH-signed commits (see
+    /// `enableBatchChangesCredentialCommitSigning`).
     async fn supports_commit_signing(&self) -> bool {
-        false
+        self.0.code_host.kind.descriptor().supports_ssh_signing
     }
 
     /// The GitHub App that signs commits on this code host: always null,
@@ -390,6 +393,17 @@ impl BatchChangesCredential {
     #[graphql(name = "sshKeyPending")]
     async fn ssh_key_pending(&self) -> bool {
         self.0.ssh_key_pending
+    }
+
+    /// The public key the credential signs commits with, to upload to
+    /// the code host as a signing key; null while signing is off.
+    async fn signing_public_key(&self) -> Option<&str> {
+        self.0.signing.as_ref().map(|s| s.public_key.as_str())
+    }
+
+    /// Where the signing key came from; null while signing is off.
+    async fn signing_key_source(&self) -> Option<CommitSigningKeySource> {
+        self.0.signing.as_ref().map(|s| s.source.into())
     }
 
     /// The code host username, where the kind needs one.

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use std::time::Duration;
 
-use batchcred::domain::{CodeHostKind, CodeHostUrl, CredentialOwner};
+use batchcred::domain::{CodeHostKind, CodeHostUrl, CredentialOwner, SigningKeySource};
 use batchcred::service::CheckOptions;
 use batchcred::service::{CreateCredential, CredentialView, Service};
 use clap::Subcommand;
@@ -67,8 +67,38 @@ pub enum CredentialsCommand {
         #[arg(long, default_value_t = 0)]
         older_than_hours: u64,
     },
+    /// Sign the commits batchcred creates with a credential (GitHub,
+    /// GitLab), or stop.
+    Signing {
+        #[command(subcommand)]
+        action: SigningCommand,
+    },
     /// Remove a credential (and its SSH key) for good.
     Remove {
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// The code host's URL.
+        #[arg(long)]
+        url: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SigningCommand {
+    /// Sign commits with a generated Ed25519 key (or the credential's SSH
+    /// key); prints the public key to upload as a signing key.
+    Enable {
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// The code host's URL.
+        #[arg(long)]
+        url: String,
+        /// Sign with the credential's SSH key instead of a new key.
+        #[arg(long)]
+        use_ssh_key: bool,
+    },
+    /// Stop signing commits (a generated signing key is destroyed).
+    Disable {
         #[command(flatten)]
         owner: OwnerArgs,
         /// The code host's URL.
@@ -144,6 +174,13 @@ fn print_details(credential: &CredentialView) {
     for warning in &credential.warnings {
         println!("warning: {warning}");
     }
+    if let Some(signing) = &credential.signing {
+        println!(
+            "commit signing: on ({} key {})",
+            signing.source.as_str(),
+            signing.public_key
+        );
+    }
 }
 
 pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
@@ -213,10 +250,50 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
                 );
             }
         }
+        CredentialsCommand::Signing { action } => signing(service, action).await?,
         CredentialsCommand::Remove { owner, url } => {
             let credential = find_credential(service, owner, &url).await?;
             service.delete_credential(&OPERATOR, credential.id).await?;
             println!("removed credential for {}", credential.url);
+        }
+    }
+    Ok(())
+}
+
+async fn signing(service: &Service, action: SigningCommand) -> Result<()> {
+    match action {
+        SigningCommand::Enable {
+            owner,
+            url,
+            use_ssh_key,
+        } => {
+            let credential = find_credential(service, owner, &url).await?;
+            let source = if use_ssh_key {
+                SigningKeySource::SshKey
+            } else {
+                SigningKeySource::Generated
+            };
+            let credential = service
+                .enable_commit_signing(&OPERATOR, credential.id, source)
+                .await?;
+            let Some(signing) = &credential.signing else {
+                anyhow::bail!("signing was not enabled for {}", credential.url);
+            };
+            println!("commits published with {} are now signed", credential.url);
+            if let Some(help) = credential.kind.descriptor().ssh_signing_key_help {
+                println!("upload this public key as a signing key ({help}):");
+            }
+            println!("{}", signing.public_key);
+        }
+        SigningCommand::Disable { owner, url } => {
+            let credential = find_credential(service, owner, &url).await?;
+            let credential = service
+                .disable_commit_signing(&OPERATOR, credential.id)
+                .await?;
+            println!(
+                "commits published with {} are no longer signed",
+                credential.url
+            );
         }
     }
     Ok(())

@@ -47,6 +47,12 @@ pub struct KindDescriptor {
     pub git_username: GitUsername,
     /// Whether git may reach it over SSH, with a generated key.
     pub supports_ssh: bool,
+    /// Whether it shows commits signed with an SSH key as verified, so a
+    /// credential may carry a signing key (git's `gpg.format=ssh`).
+    pub supports_ssh_signing: bool,
+    /// Where its users upload a signing public key, for pages and the CLI;
+    /// `None` where SSH signing is not supported.
+    pub ssh_signing_key_help: Option<&'static str>,
     /// How its repositories are named, for messages: `owner/name`.
     pub repository_form: &'static str,
     /// Whether a repository name starts with its owner (`owner/name`);
@@ -137,6 +143,10 @@ const GITHUB: KindDescriptor = KindDescriptor {
     // Ignored for personal access tokens; the required form for App tokens.
     git_username: GitUsername::Fixed("x-access-token"),
     supports_ssh: true,
+    supports_ssh_signing: true,
+    ssh_signing_key_help: Some(
+        "GitHub → Settings → SSH and GPG keys → New SSH key → Key type: Signing key",
+    ),
     repository_form: "owner/name",
     repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
@@ -167,6 +177,8 @@ const GITLAB: KindDescriptor = KindDescriptor {
     // Any non-empty name works with a personal access token.
     git_username: GitUsername::Fixed("oauth2"),
     supports_ssh: true,
+    supports_ssh_signing: true,
+    ssh_signing_key_help: Some("GitLab → Preferences → SSH Keys → Usage type: Signing"),
     repository_form: "group/project",
     repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
@@ -197,6 +209,8 @@ const BITBUCKET_SERVER: KindDescriptor = KindDescriptor {
     username: UsernameRule::NotNeeded,
     git_username: GitUsername::CodeHostAccount,
     supports_ssh: true,
+    supports_ssh_signing: false,
+    ssh_signing_key_help: None,
     repository_form: "PROJECT/repo",
     repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
@@ -236,6 +250,8 @@ const BITBUCKET_CLOUD: KindDescriptor = KindDescriptor {
     },
     git_username: GitUsername::BitbucketCloud,
     supports_ssh: true,
+    supports_ssh_signing: false,
+    ssh_signing_key_help: None,
     repository_form: "workspace/slug",
     repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
@@ -263,6 +279,8 @@ const AZURE_DEVOPS: KindDescriptor = KindDescriptor {
     },
     git_username: GitUsername::CredentialUsername,
     supports_ssh: true,
+    supports_ssh_signing: false,
+    ssh_signing_key_help: None,
     repository_form: "project/repo",
     repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
@@ -296,6 +314,8 @@ const GERRIT: KindDescriptor = KindDescriptor {
     },
     git_username: GitUsername::CredentialUsername,
     supports_ssh: true,
+    supports_ssh_signing: false,
+    ssh_signing_key_help: None,
     repository_form: "project",
     repository_has_owner: false,
     changeset: ChangesetForm::ReviewChange,
@@ -423,6 +443,17 @@ mod tests {
             assert!(!d.git_https_username(None, None).is_empty());
             assert_eq!(d.repository_has_owner, d.repository_form.contains('/'));
             assert_eq!(kind.as_str().parse::<CodeHostKind>(), Ok(kind));
+            // Only GitHub and GitLab show SSH-signed commits as verified.
+            assert_eq!(
+                d.supports_ssh_signing,
+                matches!(kind, CodeHostKind::GitHub | CodeHostKind::GitLab),
+                "{kind:?} SSH signing"
+            );
+            assert_eq!(
+                d.supports_ssh_signing,
+                d.ssh_signing_key_help.is_some(),
+                "{kind:?} says where signing keys go exactly when it supports them"
+            );
         }
     }
 

@@ -11,6 +11,7 @@ mod ids;
 mod input;
 mod policy;
 mod rollout;
+mod signing;
 
 pub use account::{AccessTokenInfo, CredentialOwner, UserAccount};
 pub use audit::AuditRecord;
@@ -27,6 +28,7 @@ pub use policy::{
     parse_repository_patterns,
 };
 pub use rollout::{Decision, LOOKAHEAD_DAYS, Rate, RolloutWindow, RolloutWindows, WindowError};
+pub use signing::{SigningKey, SigningKeySource};
 
 /// Why a value from outside was refused. The message is shown to the caller,
 /// so it must never echo a secret back.

@@ -13,6 +13,8 @@ pub mod event {
     pub const CREDENTIAL_DELETED: &str = "credential.deleted";
     pub const CREDENTIAL_CHECKED: &str = "credential.checked";
     pub const CREDENTIAL_USED: &str = "credential.used";
+    pub const CREDENTIAL_SIGNING_ENABLED: &str = "credential.signing_enabled";
+    pub const CREDENTIAL_SIGNING_DISABLED: &str = "credential.signing_disabled";
     pub const SIGN_IN: &str = "sign_in";
     pub const SIGN_OUT: &str = "sign_out";
     pub const SESSIONS_REVOKED: &str = "sessions.revoked";
@@ -33,11 +35,13 @@ pub mod event {
     pub const KEYRING_KEY_RETIRED: &str = "keyring.key_retired";
 
     /// Every event, for filters.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 24] = [
         CREDENTIAL_CREATED,
         CREDENTIAL_DELETED,
         CREDENTIAL_CHECKED,
         CREDENTIAL_USED,
+        CREDENTIAL_SIGNING_ENABLED,
+        CREDENTIAL_SIGNING_DISABLED,
         SIGN_IN,
         SIGN_OUT,
         SESSIONS_REVOKED,

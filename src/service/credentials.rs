@@ -12,7 +12,7 @@ use crate::codehost::CheckOptions;
 use crate::crypto::{Sealed, SshKeypair, generate_ssh_keypair};
 use crate::domain::{
     CodeHostConfig, CodeHostKind, CodeHostUrl, CredentialId, CredentialOwner, GitUrlType,
-    SshKeyAlgorithm, Token, UserId,
+    SigningKey, SshKeyAlgorithm, Token, UserId,
 };
 use crate::store::{CheckState, CredentialRecord, NewCredential, SecretUpdate};
 
@@ -53,6 +53,11 @@ pub struct CredentialView {
     pub username: Option<String>,
     pub ssh_public_key: Option<String>,
     pub ssh_key_pending: bool,
+    /// The key commits are signed with; `None` while signing is off.
+    pub signing: Option<SigningKey>,
+    /// Whether the code host verifies SSH-signed commits, so signing may
+    /// be turned on.
+    pub supports_signing: bool,
     pub created_at: DateTime<Utc>,
     /// The code host account the token belongs to.
     pub code_host_user: Option<String>,
@@ -75,6 +80,8 @@ impl CredentialView {
             username: record.username.clone(),
             ssh_public_key: record.ssh_public_key.clone(),
             ssh_key_pending: record.ssh_key_pending,
+            signing: record.signing.clone(),
+            supports_signing: host.kind.descriptor().supports_ssh_signing,
             created_at: record.created_at,
             code_host_user: record.check.code_host_user.clone(),
             scopes: record.check.scopes.clone(),
@@ -119,12 +126,17 @@ struct SecretPayload {
     token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ssh_private_key: Option<String>,
+    /// A generated commit-signing key (absent in secrets sealed before
+    /// signing existed, and when signing is off or uses the SSH key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signing_private_key: Option<String>,
 }
 
 impl Drop for SecretPayload {
     fn drop(&mut self) {
         self.token.zeroize();
         self.ssh_private_key.zeroize();
+        self.signing_private_key.zeroize();
     }
 }
 
@@ -132,6 +144,9 @@ impl Drop for SecretPayload {
 pub struct CredentialSecret {
     pub token: SecretString,
     pub ssh_private_key: Option<SecretString>,
+    /// The private half of a generated signing key (see
+    /// [`crate::domain::SigningKeySource::Generated`]).
+    pub signing_private_key: Option<SecretString>,
 }
 
 /// The associated-data version new seals use (see [`associated_data`]).
@@ -208,6 +223,10 @@ impl Service {
                 .ssh_private_key
                 .as_ref()
                 .map(|k| k.expose_secret().to_owned()),
+            signing_private_key: secret
+                .signing_private_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
         };
         let plaintext = Zeroizing::new(
             serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))?,
@@ -240,6 +259,7 @@ impl Service {
         Ok(CredentialSecret {
             token: SecretString::from(std::mem::take(&mut payload.token)),
             ssh_private_key: payload.ssh_private_key.take().map(SecretString::from),
+            signing_private_key: payload.signing_private_key.take().map(SecretString::from),
         })
     }
 
@@ -285,7 +305,7 @@ impl Service {
     }
 
     /// Generates a keypair off the async runtime (RSA takes seconds).
-    async fn generate_keypair(&self, algorithm: SshKeyAlgorithm) -> Result<SshKeypair> {
+    pub(super) async fn generate_keypair(&self, algorithm: SshKeyAlgorithm) -> Result<SshKeypair> {
         let comment = self.settings.instance_name.clone();
         tokio::task::spawn_blocking(move || generate_ssh_keypair(algorithm, &comment))
             .await
@@ -354,6 +374,7 @@ impl Service {
         let secret = CredentialSecret {
             token,
             ssh_private_key: keypair.as_ref().map(|k| k.private_key.clone()),
+            signing_private_key: None,
         };
         let now = Utc::now();
         let record = NewCredential {
@@ -365,6 +386,7 @@ impl Service {
             seal_version: SEAL_VERSION,
             ssh_public_key: keypair.map(|k| k.public_key),
             ssh_key_pending: false,
+            signing: None,
             created_at: now,
             updated_at: now,
             check: CheckState {
@@ -567,6 +589,23 @@ mod tests {
             assert_ne!(changed, base);
         }
         assert!(associated_data(3, id, user, &github).is_err());
+    }
+
+    #[test]
+    fn secrets_sealed_before_signing_still_open_and_signing_keys_round_trip() {
+        let old: SecretPayload =
+            serde_json::from_str(r#"{"token":"t","ssh_private_key":"k"}"#).expect("old payload");
+        assert_eq!(old.signing_private_key, None);
+        assert_eq!(old.ssh_private_key.as_deref(), Some("k"));
+        let new = SecretPayload {
+            token: "t".into(),
+            ssh_private_key: None,
+            signing_private_key: Some("signing".into()),
+        };
+        let json = serde_json::to_string(&new).expect("serialise");
+        assert!(!json.contains("ssh_private_key"), "{json}");
+        let back: SecretPayload = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back.signing_private_key.as_deref(), Some("signing"));
     }
 
     #[test]

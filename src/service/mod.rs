@@ -11,6 +11,7 @@ mod changeset_list;
 mod changesets;
 mod checks;
 mod code_hosts;
+mod commit_signing;
 mod credentials;
 mod expiry_warnings;
 mod keys;

@@ -576,6 +576,7 @@ impl Service {
             interrupted_head: record.pushing_commit.clone(),
             change,
             target,
+            signing: credential.commit_signing(),
         };
         let (store, id) = (self.store.clone(), record.id);
         let record_commit: git::RecordCommit<'_> = Box::new(move |commit| {

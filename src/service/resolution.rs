@@ -6,8 +6,10 @@ use super::credentials::CredentialSecret;
 use super::{Error, Result, Service};
 use crate::auth::Caller;
 use crate::domain::{
-    CodeHostConfig, CodeHostUrl, CredentialId, CredentialOwner, PolicyRefusal, UserId,
+    CodeHostConfig, CodeHostUrl, CredentialId, CredentialOwner, PolicyRefusal, SigningKey,
+    SigningKeySource, UserId,
 };
+use crate::publish::git::CommitSigning;
 
 /// Whose credential was used; recorded with each published changeset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +39,28 @@ pub struct ResolvedCredential {
     /// The code host account the token belongs to, from its last check.
     pub code_host_user: Option<String>,
     pub ssh_public_key: Option<String>,
+    /// The key the credential signs commits with, when signing is on.
+    pub signing: Option<SigningKey>,
     pub secret: CredentialSecret,
+}
+
+impl ResolvedCredential {
+    /// The key to sign the commits of a push with: `None` when signing is
+    /// off or the code host does not verify SSH signatures.
+    pub fn commit_signing(&self) -> Option<CommitSigning> {
+        if !self.code_host.kind.descriptor().supports_ssh_signing {
+            return None;
+        }
+        let signing = self.signing.as_ref()?;
+        let private_key = match signing.source {
+            SigningKeySource::Generated => self.secret.signing_private_key.clone(),
+            SigningKeySource::SshKey => self.secret.ssh_private_key.clone(),
+        }?;
+        Some(CommitSigning {
+            private_key,
+            public_key: signing.public_key.clone(),
+        })
+    }
 }
 
 impl std::fmt::Debug for ResolvedCredential {
@@ -101,6 +124,7 @@ impl Service {
             username: record.username,
             code_host_user: record.check.code_host_user,
             ssh_public_key: record.ssh_public_key,
+            signing: record.signing,
             secret,
         })
     }

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::audit::AuditEntry;
 use super::{Error, Result, Store, from_millis, parse_column, to_millis};
 use crate::crypto::{KeyId, Sealed};
-use crate::domain::{CodeHostId, CredentialId, CredentialOwner};
+use crate::domain::{CodeHostId, CredentialId, CredentialOwner, SigningKey, SigningKeySource};
 
 /// A credential as stored.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct CredentialRecord {
     /// The keypair was generated after the credential was added (the code
     /// host switched to SSH), so its owner has not seen the public key yet.
     pub ssh_key_pending: bool,
+    /// The SSH key commits are signed with, when signing is on.
+    pub signing: Option<SigningKey>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub check: CheckState,
@@ -60,7 +62,8 @@ pub struct SecretUpdate {
 macro_rules! credential_columns {
     () => {
         "id, code_host_id, user_id, username, secret_key_id, secret, ssh_public_key, ssh_key_pending, created_at, updated_at, \
-         code_host_user, scopes, token_expires_at, warnings, last_checked_at, last_check_error, seal_version"
+         code_host_user, scopes, token_expires_at, warnings, last_checked_at, last_check_error, seal_version, \
+         signing_public_key, signing_key_source"
     };
 }
 
@@ -85,6 +88,7 @@ fn credential_from_row(row: &AnyRow) -> Result<CredentialRecord> {
         seal_version: row.try_get("seal_version")?,
         ssh_public_key: row.try_get("ssh_public_key")?,
         ssh_key_pending: row.try_get::<i64, _>("ssh_key_pending")? != 0,
+        signing: signing_from_row(row)?,
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
         check: CheckState {
@@ -102,6 +106,25 @@ fn credential_from_row(row: &AnyRow) -> Result<CredentialRecord> {
             last_check_error: row.try_get("last_check_error")?,
         },
     })
+}
+
+fn signing_from_row(row: &AnyRow) -> Result<Option<SigningKey>> {
+    let public_key: Option<String> = row.try_get("signing_public_key")?;
+    let source: Option<String> = row.try_get("signing_key_source")?;
+    match (public_key, source) {
+        (Some(public_key), Some(source)) => Ok(Some(SigningKey {
+            public_key,
+            source: SigningKeySource::from_stored(&source).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "column credentials.signing_key_source holds {source:?}"
+                ))
+            })?,
+        })),
+        (None, None) => Ok(None),
+        _ => Err(Error::Corrupt(
+            "credentials.signing_public_key and signing_key_source are set apart".into(),
+        )),
+    }
 }
 
 fn from_json_list(column: &str, json: &str) -> Result<Vec<String>> {
@@ -129,7 +152,7 @@ impl Store {
         self.write_audited(audit, sqlx::query(concat!(
             "INSERT INTO credentials (",
             credential_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
         .bind(credential.id.to_string())
         .bind(credential.code_host_id.to_string())
@@ -147,7 +170,9 @@ impl Store {
         .bind(to_json_list(&credential.check.warnings))
         .bind(credential.check.last_checked_at.map(to_millis))
         .bind(credential.check.last_check_error.as_deref())
-        .bind(credential.seal_version), Some("a credential for this code host already exists"))
+        .bind(credential.seal_version)
+        .bind(credential.signing.as_ref().map(|s| s.public_key.as_str()))
+        .bind(credential.signing.as_ref().map(|s| s.source.as_str())), Some("a credential for this code host already exists"))
             .await
     }
 
@@ -311,6 +336,39 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Turns commit signing on (with its key) or off, with the ciphertext
+    /// that now holds (or no longer holds) the signing private key. Only if
+    /// the row still holds `expected` (compare-and-swap): a concurrent
+    /// change answers [`Error::NotFound`] and nothing is written.
+    pub async fn replace_credential_signing(
+        &self,
+        audit: &AuditEntry,
+        id: CredentialId,
+        expected: &Sealed,
+        update: SecretUpdate,
+        signing: Option<&SigningKey>,
+    ) -> Result<()> {
+        self.write_audited(
+            audit,
+            sqlx::query(
+                "UPDATE credentials SET secret_key_id = $1, secret = $2, updated_at = $3, \
+                 seal_version = $4, signing_public_key = $5, signing_key_source = $6 \
+                 WHERE id = $7 AND secret_key_id = $8 AND secret = $9",
+            )
+            .bind(update.secret.key_id.as_str())
+            .bind(update.secret.bytes.as_slice())
+            .bind(to_millis(update.updated_at))
+            .bind(update.seal_version)
+            .bind(signing.map(|s| s.public_key.as_str()))
+            .bind(signing.map(|s| s.source.as_str()))
+            .bind(id.to_string())
+            .bind(expected.key_id.as_str())
+            .bind(expected.bytes.as_slice()),
+            None,
+        )
+        .await
     }
 
     /// Stores the outcome of a check against the code host.

@@ -17,7 +17,7 @@ use super::csrf::{CsrfForm, FIELD as CSRF_FIELD};
 use super::form_outcome::{fixable_at_code_host, unprocessable};
 use super::session::WebCaller;
 use super::{Chrome, WebError};
-use crate::domain::{CodeHostKind, CredentialId, KindDescriptor, UsernameRule};
+use crate::domain::{CodeHostKind, CredentialId, KindDescriptor, SigningKeySource, UsernameRule};
 use crate::http::AppState;
 use crate::service::CheckOptions;
 use crate::service::{CodeHostView, CreateCredential, CredentialView, Error, PageRequest};
@@ -123,6 +123,19 @@ struct KeyDialog {
     just_added: bool,
 }
 
+/// The commit-signing key modal: the public key to upload and where.
+struct SigningDialog {
+    credential_id: String,
+    kind_name: &'static str,
+    url: String,
+    public_key: String,
+    /// Where the code host takes signing keys.
+    upload_help: &'static str,
+    /// Whether the key is the credential's SSH key (already on the code
+    /// host for pushing, but as an authentication key).
+    uses_ssh_key: bool,
+}
+
 /// The remove confirmation.
 struct RemoveDialog {
     credential_id: String,
@@ -140,6 +153,7 @@ struct BatchChangesPage {
     rows: Vec<HostRow>,
     add: Option<AddDialog>,
     key: Option<KeyDialog>,
+    signing: Option<SigningDialog>,
     remove: Option<RemoveDialog>,
 }
 
@@ -148,8 +162,17 @@ struct BatchChangesPage {
 pub(super) struct Dialogs {
     add: Option<String>,
     key: Option<String>,
+    signing: Option<String>,
     remove: Option<String>,
     new: Option<String>,
+}
+
+/// The "Sign commits" form: which key signs.
+#[derive(Deserialize)]
+pub(super) struct SigningForm {
+    /// `generated` (the default) or `ssh_key`.
+    #[serde(default)]
+    source: String,
 }
 
 /// The add-token form.
@@ -243,6 +266,22 @@ fn build_page(
                 just_added: dialogs.new.is_some(),
             })
         });
+    let signing = dialogs
+        .signing
+        .as_ref()
+        .and_then(with_credential)
+        .and_then(|row| {
+            let credential = row.credential.as_ref()?;
+            let signing = credential.signing.as_ref()?;
+            Some(SigningDialog {
+                credential_id: credential.id.to_string(),
+                kind_name: row.kind_name(),
+                url: row.url.clone(),
+                public_key: signing.public_key.clone(),
+                upload_help: row.kind.descriptor().ssh_signing_key_help?,
+                uses_ssh_key: signing.source == SigningKeySource::SshKey,
+            })
+        });
     let remove = dialogs
         .remove
         .as_ref()
@@ -262,6 +301,7 @@ fn build_page(
         rows,
         add,
         key,
+        signing,
         remove,
     }
 }
@@ -372,6 +412,45 @@ pub(super) async fn confirm_ssh_key(
     state
         .service
         .confirm_ssh_key_added(&caller.caller, id)
+        .await?;
+    Ok(Redirect::to(scope.path()).into_response())
+}
+
+/// Turns commit signing on (a generated key unless the form asks for the
+/// credential's SSH key) and opens the dialog with the key to upload.
+pub(super) async fn enable_signing(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    scope: Scope,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<SigningForm>,
+) -> Result<Response, WebError> {
+    let id: CredentialId = id.parse().map_err(Error::from)?;
+    let source = match form.source.as_str() {
+        "" => SigningKeySource::Generated,
+        name => SigningKeySource::from_stored(name)
+            .ok_or_else(|| Error::InvalidInput(format!("{name:?} is not a signing key source")))?,
+    };
+    state
+        .service
+        .enable_commit_signing(&caller.caller, id, source)
+        .await?;
+    let to = format!("{}?signing={id}", scope.path());
+    Ok(Redirect::to(&to).into_response())
+}
+
+/// Turns commit signing off.
+pub(super) async fn disable_signing(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    scope: Scope,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> Result<Response, WebError> {
+    let id: CredentialId = id.parse().map_err(Error::from)?;
+    state
+        .service
+        .disable_commit_signing(&caller.caller, id)
         .await?;
     Ok(Redirect::to(scope.path()).into_response())
 }

@@ -70,6 +70,14 @@ pub fn router() -> Router<AppState> {
             post(batch_changes::confirm_ssh_key),
         )
         .route(
+            "/user/settings/batch-changes/credentials/{id}/signing",
+            post(batch_changes::enable_signing),
+        )
+        .route(
+            "/user/settings/batch-changes/credentials/{id}/signing/disable",
+            post(batch_changes::disable_signing),
+        )
+        .route(
             access_tokens::PATH,
             get(access_tokens::show).post(access_tokens::create),
         )
@@ -113,6 +121,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/site-admin/batch-changes/credentials/{id}/confirm-key",
             post(batch_changes::confirm_ssh_key),
+        )
+        .route(
+            "/site-admin/batch-changes/credentials/{id}/signing",
+            post(batch_changes::enable_signing),
+        )
+        .route(
+            "/site-admin/batch-changes/credentials/{id}/signing/disable",
+            post(batch_changes::disable_signing),
         )
         .route(
             "/site-admin/code-hosts",

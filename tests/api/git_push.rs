@@ -9,9 +9,10 @@ use base64::Engine;
 use batchcred::crypto::generate_ssh_keypair;
 use batchcred::domain::SshKeyAlgorithm;
 use batchcred::publish::git::{
-    Change, GitAuth, PushError, PushOptions, PushRequest, PushTarget, Pushed, push_with,
+    Change, CommitSigning, GitAuth, PushError, PushOptions, PushRequest, PushTarget, Pushed,
+    push_with,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::support::git_http::{
     GitHttpServer, branch_sha, create_bare_repo, git, install_pre_receive_hook,
@@ -53,6 +54,7 @@ fn commit_request(url: String, repo: &Path, head: &str) -> PushRequest {
             rev: "HEAD".to_owned(),
         },
         target: PushTarget::Branch,
+        signing: None,
     }
 }
 
@@ -202,6 +204,7 @@ async fn diff_is_applied_on_the_base_branch_and_pushed() {
             author_email: "ada@example.com".to_owned(),
         },
         target: PushTarget::Branch,
+        signing: None,
     };
     let pushed = push_with(&request, &https(TOKEN), &scratch.options())
         .await
@@ -245,6 +248,7 @@ async fn a_diff_that_does_not_apply_is_reported_as_such() {
             author_email: "a@example.com".to_owned(),
         },
         target: PushTarget::Branch,
+        signing: None,
     };
     let error = push_with(&request, &https(TOKEN), &scratch.options())
         .await
@@ -420,7 +424,21 @@ async fn the_token_is_in_no_process_command_line_or_environment_during_a_push() 
     );
     let (work, sha) = local_commit(&bare, "changed\n");
     let scratch = Scratch::new();
-    let request = commit_request(server.url("repo"), work.path(), "batch/watched");
+    let mut request = commit_request(server.url("repo"), work.path(), "batch/watched");
+    // The commit is signed too: the signing key must not show either.
+    let signing_key = generate_ssh_keypair(SshKeyAlgorithm::Ed25519, "signing@test").unwrap();
+    let private_lines: Vec<String> = signing_key
+        .private_key
+        .expose_secret()
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.len() > 20)
+        .map(str::to_owned)
+        .collect();
+    assert!(!private_lines.is_empty());
+    request.signing = Some(CommitSigning {
+        private_key: signing_key.private_key,
+        public_key: signing_key.public_key,
+    });
     let options = scratch.options();
     let push = tokio::spawn(async move { push_with(&request, &https(TOKEN), &options).await });
 
@@ -435,8 +453,12 @@ async fn the_token_is_in_no_process_command_line_or_environment_during_a_push() 
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}"));
     let url = server.url("repo");
     let mut pushing = Vec::new();
+    let mut agents = 0;
     for (pid, cmdline, environ) in processes() {
-        for needle in [TOKEN, basic.as_str()] {
+        let needles = [TOKEN, basic.as_str()]
+            .into_iter()
+            .chain(private_lines.iter().map(String::as_str));
+        for needle in needles {
             assert!(
                 !contains(&cmdline, needle.as_bytes()),
                 "token in the command line of {pid}"
@@ -449,13 +471,28 @@ async fn the_token_is_in_no_process_command_line_or_environment_during_a_push() 
         if contains(&cmdline, b"push") && contains(&cmdline, url.as_bytes()) {
             pushing.push(pid);
         }
+        let root = scratch.0.path().to_string_lossy().into_owned();
+        if contains(&cmdline, b"ssh-agent") && contains(&cmdline, root.as_bytes()) {
+            agents += 1;
+        }
     }
-    // The scan really happened while the client was pushing.
+    // The scan really happened while the client was pushing, with the
+    // signing agent holding the key.
     assert!(!pushing.is_empty(), "no git push process was seen");
+    assert_eq!(agents, 1, "no signing agent was seen");
     std::fs::write(&release, "").unwrap();
 
     let pushed = push.await.unwrap().unwrap();
-    assert_eq!(pushed.commit, sha);
+    // A signed copy of the local commit, with the same tree.
+    assert_ne!(pushed.commit, sha);
+    assert_eq!(
+        git(
+            &bare,
+            &["rev-parse", &format!("{}^{{tree}}", pushed.commit)]
+        ),
+        git(work.path(), &["rev-parse", &format!("{sha}^{{tree}}")])
+    );
+    assert!(git(&bare, &["cat-file", "commit", &pushed.commit]).contains("gpgsig"));
     scratch.assert_clean();
 }
 
@@ -513,6 +550,7 @@ async fn ssh_diff_push_fetches_the_base_over_ssh() {
             author_email: "a@example.com".to_owned(),
         },
         target: PushTarget::Branch,
+        signing: None,
     };
     let pushed = push_with(&request, &auth, &scratch.options())
         .await
@@ -690,5 +728,40 @@ async fn an_unusable_private_key_is_refused_and_leaves_nothing_behind() {
         matches!(&error, PushError::InvalidRequest(m) if m.contains("private key")),
         "{error:?}"
     );
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_cannot_sign_fails_the_push_with_a_signing_error_and_pushes_nothing() {
+    let server = GitHttpServer::start(TOKEN).await;
+    let bare = server.create_repo("repo");
+    let scratch = Scratch::new();
+    let loaded = generate_ssh_keypair(SshKeyAlgorithm::Ed25519, "loaded").unwrap();
+    let other = generate_ssh_keypair(SshKeyAlgorithm::Ed25519, "other").unwrap();
+    let request = PushRequest {
+        remote_url: server.url("repo"),
+        base_branch: "main".to_owned(),
+        head_branch: "batch/unsignable".to_owned(),
+        expected_head: None,
+        interrupted_head: None,
+        change: Change::Diff {
+            patch: "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n hello\n+world\n".to_owned(),
+            message: "Sign me".to_owned(),
+            author_name: "A".to_owned(),
+            author_email: "a@example.com".to_owned(),
+        },
+        target: PushTarget::Branch,
+        // The agent holds one key; git is told to sign with another.
+        signing: Some(CommitSigning {
+            private_key: loaded.private_key,
+            public_key: other.public_key,
+        }),
+    };
+    let error = push_with(&request, &https(TOKEN), &scratch.options())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PushError::Signing(_)), "{error:?}");
+    assert!(error.to_string().contains("could not be signed"), "{error}");
+    assert_eq!(branch_sha(&bare, "batch/unsignable"), None);
     scratch.assert_clean();
 }

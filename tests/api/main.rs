@@ -15,6 +15,7 @@ mod changesets_page;
 mod child_processes;
 mod cli;
 mod codehost_lifecycle;
+mod commit_signing;
 mod credentials;
 mod drain;
 mod expiry_warnings;

@@ -74,7 +74,8 @@ fn assert_listed(connection: &Value, expected_url: &str) {
     let node = &connection["nodes"][0];
     assert_eq!(node["externalServiceKind"], "GITHUB");
     assert_eq!(node["externalServiceURL"], expected_url);
-    assert_eq!(node["supportsCommitSigning"], false);
+    // GitHub verifies SSH-signed commits, which batchcred can make.
+    assert_eq!(node["supportsCommitSigning"], true);
     assert!(node["commitSigningConfiguration"].is_null(), "{node}");
 }
 

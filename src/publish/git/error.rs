@@ -34,6 +34,9 @@ pub enum PushError {
     /// The request itself is unusable (bad branch name, URL with a password…).
     #[error("invalid push request: {0}")]
     InvalidRequest(String),
+    /// The commit could not be signed with the credential's signing key.
+    #[error("the commit could not be signed with the credential's SSH signing key: {0}")]
+    Signing(String),
     /// Anything else, including failures to run git or ssh-agent locally.
     #[error("git failed: {0}")]
     Other(String),
@@ -100,6 +103,7 @@ impl PushError {
             | Self::Unreachable(message)
             | Self::PatchDoesNotApply(message)
             | Self::InvalidRequest(message)
+            | Self::Signing(message)
             | Self::Other(message) => message,
             Self::MissingKnownHosts => "",
         }

@@ -3,6 +3,9 @@
 //! SSH with a key, without the secret ever appearing in a
 //! command line, an environment, a file or a log.
 //!
+//! With a signing key (GitHub, GitLab), the commit batchcred creates is
+//! signed with git's SSH signing (see [`signing`]).
+//!
 //! Every push gets a private (0700) work directory, removed afterwards
 //! together with every process the push started, whether the push worked
 //! or not, and even if batchcred is killed (see [`group`] and [`workdir`]).
@@ -12,6 +15,7 @@ mod credential;
 mod error;
 mod group;
 mod review;
+mod signing;
 mod ssh;
 mod workdir;
 
@@ -25,6 +29,8 @@ use command::GitCommand;
 use credential::CredentialPipe;
 pub use error::PushError;
 pub use review::{ChangeId, PushTarget};
+pub use signing::CommitSigning;
+use signing::Signer;
 use ssh::SshAgent;
 use workdir::WorkDir;
 pub use workdir::{Swept, WORK_DIR_PREFIX, sweep_work_dirs};
@@ -87,6 +93,9 @@ pub struct PushRequest {
     pub change: Change,
     /// The head branch, or a change for review on the base branch.
     pub target: PushTarget,
+    /// The SSH key the commit batchcred creates is signed with; `None`
+    /// leaves commits unsigned (and a local commit as it is).
+    pub signing: Option<CommitSigning>,
 }
 
 /// Called with the commit about to be pushed, before the push starts, so
@@ -152,13 +161,27 @@ async fn push_inner(
     validate(req, auth)?;
     let scratch = private_scratch(options)?;
     let transport = Transport::start(auth, scratch.path(), &req.remote_url).await?;
+    let signer = match &req.signing {
+        Some(signing) => match Signer::start(scratch.path(), signing).await {
+            Ok(signer) => Some(signer),
+            Err(error) => {
+                transport.stop().await;
+                return Err(error);
+            }
+        },
+        None => None,
+    };
     let result = Session {
         home: scratch.path(),
         transport: &transport,
+        signer: signer.as_ref(),
         secrets: secrets(auth),
     }
     .push(req, record)
     .await;
+    if let Some(signer) = signer {
+        signer.stop().await;
+    }
     transport.stop().await;
     // Explicit close so a failure to clean up is at least logged.
     if let Err(error) = scratch.close() {
@@ -383,6 +406,8 @@ impl Transport {
 struct Session<'a> {
     home: &'a Path,
     transport: &'a Transport,
+    /// Signs the commits this push writes, when the credential has a key.
+    signer: Option<&'a Signer>,
     secrets: Vec<&'a str>,
 }
 
@@ -406,9 +431,14 @@ impl Session<'_> {
                 (work, commit)
             }
         };
-        let (repo, commit) = match &req.target {
-            PushTarget::Branch => (repo, commit),
-            PushTarget::Review { change_id, .. } => {
+        let (repo, commit) = match (&req.target, &req.change) {
+            // A local commit is signed by writing a signed copy of it in
+            // the scratch directory; the user's repository is only read.
+            (PushTarget::Branch, Change::Commit { .. }) if self.signer.is_some() => {
+                self.signed_copy(&repo, &commit).await?
+            }
+            (PushTarget::Branch, _) => (repo, commit),
+            (PushTarget::Review { change_id, .. }, _) => {
                 self.review_commit(&repo, &commit, change_id).await?
             }
         };
@@ -548,18 +578,35 @@ impl Session<'_> {
                 &self.secrets,
             )));
         }
-        self.local(
-            git()
-                .args(["commit", "--quiet", "--no-verify", "--file=-"])
-                .env("GIT_AUTHOR_NAME", author_name)
-                .env("GIT_AUTHOR_EMAIL", author_email)
-                .env("GIT_COMMITTER_NAME", author_name)
-                .env("GIT_COMMITTER_EMAIL", author_email)
-                .stdin(message),
-        )
-        .await?;
+        let commit = git()
+            .args(["commit", "--quiet", "--no-verify", "--file=-"])
+            .env("GIT_AUTHOR_NAME", author_name)
+            .env("GIT_AUTHOR_EMAIL", author_email)
+            .env("GIT_COMMITTER_NAME", author_name)
+            .env("GIT_COMMITTER_EMAIL", author_email)
+            .stdin(message);
+        self.write_commit(commit).await?;
         let head = self.local(git().args(["rev-parse", "HEAD"])).await?;
         Ok(head.trim().to_owned())
+    }
+
+    /// Runs a command that writes a commit (`commit`, `commit-tree`),
+    /// signed when this push has a signing key (a failure then is a
+    /// signing failure: the same command succeeds unsigned); returns its
+    /// stdout.
+    async fn write_commit(&self, command: GitCommand) -> Result<String, PushError> {
+        let Some(signer) = self.signer else {
+            return self.local(command).await;
+        };
+        let finished = signer.configure(command).run().await?;
+        if finished.success {
+            Ok(finished.stdout)
+        } else {
+            Err(PushError::Signing(error::summarize(
+                &finished.stderr,
+                &self.secrets,
+            )))
+        }
     }
 
     /// Runs a command that needs no credential; returns its stdout.
@@ -612,6 +659,7 @@ mod tests {
                 rev: "HEAD".to_owned(),
             },
             target: PushTarget::Branch,
+            signing: None,
         }
     }
 

@@ -5,6 +5,9 @@
 //! change, and an upload of the very commit it already has is answered
 //! "no new changes".
 //!
+//! The same copy, signed, is how a local commit gets signed for code hosts
+//! that verify SSH signatures (see [`super::signing`]).
+//!
 //! The trailer is added by writing a copy of the commit (same tree,
 //! parents, author and dates, so the same input always gives the same
 //! commit) in the push's scratch directory. A commit from the user's
@@ -104,24 +107,56 @@ impl Session<'_> {
         commit: &str,
         change_id: &ChangeId,
     ) -> Result<(PathBuf, String), PushError> {
+        self.copy_commit(repo, commit, Some(change_id)).await
+    }
+
+    /// Writes a signed copy of `commit` of `repo` (same tree, parents,
+    /// author, committer, dates and message) in the scratch directory, and
+    /// answers where it is and its id. Only the tip commit is signed.
+    pub(super) async fn signed_copy(
+        &self,
+        repo: &Path,
+        commit: &str,
+    ) -> Result<(PathBuf, String), PushError> {
+        self.copy_commit(repo, commit, None).await
+    }
+
+    /// Copies `commit` into a scratch repository, with the Change-Id
+    /// trailer when one is given, signed when the push has a signing key.
+    async fn copy_commit(
+        &self,
+        repo: &Path,
+        commit: &str,
+        change_id: Option<&ChangeId>,
+    ) -> Result<(PathBuf, String), PushError> {
         let scratch = if repo.starts_with(self.home) {
             repo.to_owned()
         } else {
             self.borrowing_repository(repo).await?
         };
         let parts = self.commit_parts(&scratch, commit).await?;
-        let message = self
-            .local(
-                GitCommand::new(self.home)
-                    .in_directory(&scratch)
-                    .args(["interpret-trailers", "--if-exists", "replace", "--trailer"])
-                    .arg(format!("Change-Id: {change_id}"))
-                    .stdin(parts.message.as_str()),
-            )
-            .await?;
+        let message = match change_id {
+            Some(change_id) => {
+                self.local(
+                    GitCommand::new(self.home)
+                        .in_directory(&scratch)
+                        .args(["interpret-trailers", "--if-exists", "replace", "--trailer"])
+                        .arg(format!("Change-Id: {change_id}"))
+                        .stdin(parts.message.as_str()),
+                )
+                .await?
+            }
+            // The message byte for byte (`%B` would add a newline).
+            None => self.raw_message(&scratch, commit).await?,
+        };
+        let sign = if self.signer.is_some() {
+            "-S"
+        } else {
+            "--no-gpg-sign"
+        };
         let mut write = GitCommand::new(self.home).in_directory(&scratch).args([
             "commit-tree",
-            "--no-gpg-sign",
+            sign,
             "-F",
             "-",
         ]);
@@ -131,7 +166,7 @@ impl Session<'_> {
         let (author_name, author_email, author_date) = &parts.author;
         let (committer_name, committer_email, committer_date) = &parts.committer;
         let written = self
-            .local(
+            .write_commit(
                 write
                     .arg("--end-of-options")
                     .arg(&parts.tree)
@@ -197,6 +232,22 @@ impl Session<'_> {
             PushError::Other(format!("could not prepare the commit for review: {error}"))
         })?;
         Ok(scratch)
+    }
+
+    /// A commit's message exactly as stored: what follows the headers.
+    async fn raw_message(&self, repo: &Path, commit: &str) -> Result<String, PushError> {
+        let object = self
+            .local(
+                GitCommand::new(self.home)
+                    .in_directory(repo)
+                    .args(["cat-file", "commit"])
+                    .arg(commit),
+            )
+            .await?;
+        Ok(object
+            .split_once("\n\n")
+            .map(|(_, message)| message.to_owned())
+            .unwrap_or_default())
     }
 
     async fn commit_parts(&self, repo: &Path, commit: &str) -> Result<CommitParts, PushError> {

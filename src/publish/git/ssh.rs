@@ -27,38 +27,21 @@ pub(super) fn recorded_host_keys(known_hosts: &str) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n") + "\n")
 }
 
-/// A running private agent holding the key, and the files ssh needs.
-/// Killed on drop; call [`SshAgent::stop`] to also wait for it to exit.
-pub(super) struct SshAgent {
+/// A running private agent holding one key, listening on a socket in a
+/// private (0700) directory. Killed on drop; call [`KeyAgent::stop`] to
+/// also wait for it to exit.
+pub(super) struct KeyAgent {
     agent: Child,
     /// The agent's process group, killed when batchcred drops it or dies.
     group: ProcessGroup,
     socket: PathBuf,
-    public_key_file: PathBuf,
-    known_hosts_file: PathBuf,
 }
 
-impl SshAgent {
-    /// Starts an agent listening in `directory` (private, 0700), loads
-    /// `private_key` into it through stdin, and writes the public key and
-    /// the recorded host keys next to it.
-    pub async fn start(
-        directory: &Path,
-        private_key: &SecretString,
-        public_key: &str,
-        known_hosts: &str,
-    ) -> Result<Self, PushError> {
-        let known_hosts = recorded_host_keys(known_hosts).ok_or(PushError::MissingKnownHosts)?;
-        let write = |name: &str, contents: &str| {
-            let path = directory.join(name);
-            std::fs::write(&path, contents)
-                .map(|()| path)
-                .map_err(|error| PushError::Other(format!("could not write {name}: {error}")))
-        };
-        // ssh picks the agent's key matching this public key.
-        let public_key_file = write("identity.pub", &format!("{}\n", public_key.trim()))?;
-        let known_hosts_file = write("known_hosts", &known_hosts)?;
-
+impl KeyAgent {
+    /// Starts an agent listening in `directory` (private, 0700) and loads
+    /// `private_key` into it through stdin: the key is never in a file, an
+    /// argument or an environment variable.
+    pub async fn start(directory: &Path, private_key: &SecretString) -> Result<Self, PushError> {
         let socket = directory.join("agent.sock");
         let mut command = hardened_command("ssh-agent", directory);
         command
@@ -77,8 +60,6 @@ impl SshAgent {
             agent,
             group,
             socket,
-            public_key_file,
-            known_hosts_file,
         };
         let ready = match this.wait_for_socket().await {
             Ok(()) => this.add_key(directory, private_key).await,
@@ -92,6 +73,11 @@ impl SshAgent {
                 Err(error)
             }
         }
+    }
+
+    /// The agent's socket, for `SSH_AUTH_SOCK` or `IdentityAgent`.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     async fn wait_for_socket(&mut self) -> Result<(), PushError> {
@@ -134,6 +120,49 @@ impl SshAgent {
         }
     }
 
+    /// Kills the agent and waits for it, so no process outlives the push.
+    pub async fn stop(mut self) {
+        let _ = self.agent.kill().await;
+        self.group.close().await;
+    }
+}
+
+/// A private agent holding the push key, and the files ssh needs: the
+/// public key (so ssh offers only that key) and the recorded host keys.
+pub(super) struct SshAgent {
+    agent: KeyAgent,
+    public_key_file: PathBuf,
+    known_hosts_file: PathBuf,
+}
+
+impl SshAgent {
+    /// Starts an agent listening in `directory` (private, 0700), loads
+    /// `private_key` into it through stdin, and writes the public key and
+    /// the recorded host keys next to it.
+    pub async fn start(
+        directory: &Path,
+        private_key: &SecretString,
+        public_key: &str,
+        known_hosts: &str,
+    ) -> Result<Self, PushError> {
+        let known_hosts = recorded_host_keys(known_hosts).ok_or(PushError::MissingKnownHosts)?;
+        let write = |name: &str, contents: &str| {
+            let path = directory.join(name);
+            std::fs::write(&path, contents)
+                .map(|()| path)
+                .map_err(|error| PushError::Other(format!("could not write {name}: {error}")))
+        };
+        // ssh picks the agent's key matching this public key.
+        let public_key_file = write("identity.pub", &format!("{}\n", public_key.trim()))?;
+        let known_hosts_file = write("known_hosts", &known_hosts)?;
+        let agent = KeyAgent::start(directory, private_key).await?;
+        Ok(Self {
+            agent,
+            public_key_file,
+            known_hosts_file,
+        })
+    }
+
     /// The `GIT_SSH_COMMAND` using only this agent's key and the recorded
     /// host keys, ignoring every user and system ssh configuration.
     pub fn ssh_command(&self) -> String {
@@ -144,15 +173,14 @@ impl SshAgent {
              -o GlobalKnownHostsFile=/dev/null -o UpdateHostKeys=no -o BatchMode=yes \
              -o ConnectTimeout=30 -o ServerAliveInterval=15 -o ServerAliveCountMax=4",
             path(&self.public_key_file),
-            path(&self.socket),
+            path(self.agent.socket()),
             path(&self.known_hosts_file),
         )
     }
 
     /// Kills the agent and waits for it, so no process outlives the push.
-    pub async fn stop(mut self) {
-        let _ = self.agent.kill().await;
-        self.group.close().await;
+    pub async fn stop(self) {
+        self.agent.stop().await;
     }
 }
 
