@@ -265,7 +265,8 @@ impl GitHub {
                 ),
             }
             .into(),
-            Some("NOT_FOUND") if lower.contains("repository") => Error::RepositoryNotFound {
+            // "Could not resolve to a Repository with the name 'o/r'."
+            Some("NOT_FOUND") if lower.contains("resolve to a repository") => Error::RepositoryNotFound {
                 target: self.target.clone(),
                 repository: commit.repository.to_owned(),
             }
