@@ -19,6 +19,12 @@
 //! 3. call [`GitHub::create_commit_on_branch`] with
 //!    `expected_head` = the base commit. [`CommitOnBranchError::BranchMoved`]
 //!    means someone moved `head` in between: nothing was written.
+//!
+//! The commit on `head` is then GitHub's, not the local one: its oid
+//! ([`CreatedCommit::oid`]) is what batchcred records as pushed, and the
+//! lease of the next reset in step 2. Inside a push, step 1 is
+//! `Session::commit_diff` followed by `file_changes::collect` on the same
+//! scratch repository, with the fetched base commit as base.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -309,6 +315,71 @@ mod tests {
             at("https://ghe.example.com/")?,
             "https://ghe.example.com/api/graphql"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn graphql_errors_are_sorted_without_the_token() -> Result<(), Box<dyn std::error::Error>> {
+        let api = ApiClient::new(std::time::Duration::from_secs(1))?;
+        let github = GitHub::new(
+            api,
+            &CodeHostUrl::parse("https://github.com")?,
+            "GitHub https://github.com".to_owned(),
+        );
+        let token = SecretString::from("ghs_secret");
+        let changes = FileChanges::default();
+        let commit = CommitOnBranch {
+            repository: "acme/app",
+            branch: "batch/x",
+            expected_head: "abc",
+            message: "m",
+            changes: &changes,
+        };
+        let refusal = |kind: Option<&str>, message: &str| {
+            let error = GraphQlError {
+                kind: kind.map(str::to_owned),
+                message: message.to_owned(),
+            };
+            let wait = Some(std::time::Duration::from_secs(9));
+            github.refusal(&token, &commit, &error, wait)
+        };
+        let stale = "Expected branch to point to \"abc\" but it did not. Pull and try again.";
+        for kind in [Some("STALE_DATA"), None] {
+            assert!(matches!(
+                refusal(kind, stale),
+                CommitOnBranchError::BranchMoved { expected, .. } if expected == "abc"
+            ));
+        }
+        assert!(matches!(
+            refusal(Some("RATE_LIMITED"), "API rate limit exceeded"),
+            CommitOnBranchError::CodeHost(Error::RateLimited {
+                retry_after: Some(_),
+                ..
+            })
+        ));
+        let forbidden = refusal(
+            Some("FORBIDDEN"),
+            "Resource not accessible by integration ghs_secret",
+        );
+        assert!(matches!(
+            &forbidden,
+            CommitOnBranchError::CodeHost(Error::Rejected { .. })
+        ));
+        assert!(!forbidden.to_string().contains("ghs_secret"), "{forbidden}");
+        assert!(matches!(
+            refusal(
+                Some("NOT_FOUND"),
+                "Could not resolve to a Repository with the name 'acme/app'."
+            ),
+            CommitOnBranchError::CodeHost(Error::RepositoryNotFound { .. })
+        ));
+        assert!(matches!(
+            refusal(
+                Some("NOT_FOUND"),
+                "A ref named \"refs/heads/batch/x\" does not exist"
+            ),
+            CommitOnBranchError::CodeHost(Error::Unexpected { .. })
+        ));
         Ok(())
     }
 

@@ -92,7 +92,6 @@ pub enum FileChangesError {
 }
 
 const REGULAR: &str = "100644";
-const EXECUTABLE: &str = "100755";
 const SYMLINK: &str = "120000";
 const SUBMODULE: &str = "160000";
 
@@ -165,9 +164,8 @@ pub(super) async fn collect(
             .into());
         }
         if entry.new_mode != REGULAR {
-            // A new executable, or a changed one whose mode GitHub would
-            // not promise to keep.
-            debug_assert!(entry.new_mode == EXECUTABLE || added);
+            // A new executable, or a changed one: GitHub does not promise
+            // to keep its mode.
             return Err(NotExpressible::Executable { path }.into());
         }
         written.push((path, entry.new_blob));
