@@ -1,6 +1,9 @@
 //! GitHub and GitHub Enterprise (whose API lives under `/api/v3`).
 
+mod commits;
 mod pulls;
+
+pub use commits::{CommitOnBranch, CommitOnBranchError, CreatedCommit, FileAddition, FileChanges};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use reqwest::{Method, RequestBuilder, StatusCode};

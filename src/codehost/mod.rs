@@ -27,6 +27,7 @@ pub use bitbucket_cloud::BitbucketCloud;
 pub use bitbucket_server::BitbucketServer;
 pub use gerrit::Gerrit;
 pub use github::GitHub;
+pub use github::{CommitOnBranch, CommitOnBranchError, CreatedCommit, FileAddition, FileChanges};
 pub use gitlab::GitLab;
 pub use http::ApiClient;
 pub use status::{ChecksState, PullRequestState, PullRequestStatus, ReviewState};

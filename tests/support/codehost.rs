@@ -14,6 +14,7 @@
 pub mod azure_devops;
 pub mod bitbucket_cloud;
 pub mod gerrit;
+pub mod github_graphql;
 mod lifecycle;
 
 use std::collections::HashMap;
@@ -147,6 +148,9 @@ struct Shared {
     pull_rate_limits: u32,
     pull_rate_limit_wait: u64,
     pull_attempts: Vec<std::time::Instant>,
+    /// Where `createCommitOnBranch` writes, by repository.
+    commit_targets: HashMap<String, github_graphql::CommitTarget>,
+    commits_created: usize,
 }
 
 /// A running emulator; stops when dropped.
@@ -312,6 +316,14 @@ async fn handle(
         }
         Behaviour::Normal | Behaviour::OldGitLab | Behaviour::EchoTokens => {}
     }
+    if uri.path().ends_with("/api/graphql") {
+        let origin = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .map(|h| format!("http://{h}"))
+            .unwrap_or_default();
+        return github_graphql::handle(&shared, usable(spec.as_ref()), &body, &origin);
+    }
     let query = uri.query().unwrap_or("");
     let Some(api) = route(uri.path()) else {
         return (StatusCode::NOT_FOUND, "not an API path").into_response();
@@ -342,7 +354,7 @@ async fn handle(
 
 fn rate_limited(path: &str, wait: u64) -> Response {
     let reset = (Utc::now().timestamp() as u64 + wait).to_string();
-    if path.contains("/api/v3") {
+    if path.contains("/api/v3") || path.contains("/api/graphql") {
         (
             StatusCode::FORBIDDEN,
             [

@@ -67,6 +67,9 @@ const BASE_CONFIG: &[(&str, &str)] = &[
 pub(super) struct Finished {
     pub success: bool,
     pub stdout: String,
+    /// `stdout` as git wrote it: file contents and `-z` path lists are
+    /// bytes, which the lossy `stdout` would change.
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
 }
 
@@ -234,6 +237,7 @@ pub(super) async fn run_captured(
     Ok(Finished {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stdout_bytes: output.stdout,
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
 }

@@ -4,7 +4,9 @@
 //! command line, an environment, a file or a log.
 //!
 //! With a signing key (GitHub, GitLab), the commit batchcred creates is
-//! signed with git's SSH signing (see [`signing`]).
+//! signed with git's SSH signing (see [`signing`]). For GitHub to sign it
+//! instead (a GitHub App), [`file_changes`] turns the committed change into
+//! the whole files GitHub's API takes.
 //!
 //! Every push gets a private (0700) work directory, removed afterwards
 //! together with every process the push started, whether the push worked
@@ -13,6 +15,7 @@
 mod command;
 mod credential;
 mod error;
+mod file_changes;
 mod group;
 mod review;
 mod signing;
@@ -28,6 +31,9 @@ use secrecy::{ExposeSecret, SecretString};
 use command::GitCommand;
 use credential::CredentialPipe;
 pub use error::PushError;
+pub use file_changes::{
+    DEFAULT_FILE_CHANGE_LIMITS, FileChangeLimits, FileChangesError, NotExpressible, file_changes,
+};
 pub use review::{ChangeId, PushTarget};
 pub use signing::CommitSigning;
 use signing::Signer;
