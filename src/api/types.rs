@@ -373,6 +373,21 @@ impl BatchChangesCredential {
         ids::credential_id(self.0.id, self.0.owner)
     }
 
+    /// A personal access token, or a GitHub App.
+    async fn authentication_strategy(&self) -> super::github_app::AuthenticationStrategy {
+        self.0.auth_strategy.into()
+    }
+
+    /// The App of a GitHub App credential, with its installations; null
+    /// for tokens.
+    #[graphql(name = "gitHubApp")]
+    async fn git_hub_app(&self) -> Option<super::commit_signing::GitHubApp> {
+        self.0
+            .github_app
+            .as_ref()
+            .map(|app| super::github_app::github_app(&self.0, app))
+    }
+
     async fn external_service_kind(&self) -> ExternalServiceKind {
         self.0.kind.into()
     }

@@ -1,11 +1,12 @@
 //! `batchcred credentials …`.
 
 use anyhow::Result;
+use secrecy::SecretString;
 use std::time::Duration;
 
 use batchcred::domain::{CodeHostKind, CodeHostUrl, CredentialOwner, SigningKeySource};
 use batchcred::service::CheckOptions;
-use batchcred::service::{CreateCredential, CredentialView, Service};
+use batchcred::service::{CreateCredential, CreateGitHubAppCredential, CredentialView, Service};
 use clap::Subcommand;
 
 use super::OPERATOR;
@@ -48,6 +49,28 @@ pub enum CredentialsCommand {
         /// tokens.
         #[arg(long)]
         repository: Option<String>,
+    },
+    /// Add a GitHub App credential for an existing App: its id and
+    /// private key (PEM, read from a file or stdin, never an argument),
+    /// and the installations to use (every one unless named).
+    AddGithubApp {
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// The GitHub code host's URL.
+        #[arg(long)]
+        url: String,
+        /// The App's id (App settings → About → App ID).
+        #[arg(long)]
+        app_id: u64,
+        /// A file holding the App's private key (PEM); `-` reads stdin.
+        #[arg(long, value_name = "PATH")]
+        private_key_file: std::path::PathBuf,
+        /// Use this installation (repeat for several); all when omitted.
+        #[arg(long = "installation", value_name = "ID")]
+        installations: Vec<u64>,
+        /// Only list the App's installations (id and account), store nothing.
+        #[arg(long)]
+        list_installations: bool,
     },
     /// Check a credential against its code host again and record the result.
     Check {
@@ -105,6 +128,24 @@ pub enum SigningCommand {
         #[arg(long)]
         url: String,
     },
+}
+
+/// Reads a private key (PEM) from a file, or all of stdin for `-`.
+fn read_pem(path: &std::path::Path) -> Result<SecretString> {
+    use std::io::Read;
+    let mut pem = zeroize::Zeroizing::new(String::new());
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut pem)
+            .map_err(|e| anyhow::anyhow!("reading the private key from standard input: {e}"))?;
+    } else {
+        *pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading the private key from {}: {e}", path.display()))?;
+    }
+    if !pem.contains("PRIVATE KEY-----") {
+        anyhow::bail!("the private key must be in PEM form (-----BEGIN RSA PRIVATE KEY-----)");
+    }
+    Ok(SecretString::from(pem.trim()))
 }
 
 async fn resolve_owner(service: &Service, owner: OwnerArgs) -> Result<CredentialOwner> {
@@ -174,6 +215,22 @@ fn print_details(credential: &CredentialView) {
     for warning in &credential.warnings {
         println!("warning: {warning}");
     }
+    if let Some(app) = &credential.github_app {
+        println!("GitHub App: {} (id {})", app.name, app.app_id);
+        for installation in &app.installations {
+            let permissions: Vec<String> = installation
+                .permissions
+                .iter()
+                .map(|(name, level)| format!("{name}:{level}"))
+                .collect();
+            println!(
+                "installation {} on {}: {}",
+                installation.id,
+                installation.account,
+                permissions.join(", ")
+            );
+        }
+    }
     if let Some(signing) = &credential.signing {
         println!(
             "commit signing: on ({} key {})",
@@ -218,6 +275,41 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
             if let Some(key) = &credential.ssh_public_key {
                 println!("add this SSH public key to the code host:\n{key}");
             }
+        }
+        CredentialsCommand::AddGithubApp {
+            owner,
+            url,
+            app_id,
+            private_key_file,
+            installations,
+            list_installations,
+        } => {
+            let owner = resolve_owner(service, owner).await?;
+            let private_key = read_pem(&private_key_file)?;
+            if list_installations {
+                for installation in service
+                    .github_app_installations(&OPERATOR, &url, app_id, &private_key)
+                    .await?
+                {
+                    println!("{}\t{}", installation.id, installation.account);
+                }
+                return Ok(());
+            }
+            let request = CreateGitHubAppCredential {
+                user: match owner {
+                    CredentialOwner::User(id) => Some(id),
+                    CredentialOwner::Site => None,
+                },
+                url,
+                app_id,
+                private_key,
+                installations: (!installations.is_empty()).then_some(installations),
+            };
+            let credential = service
+                .create_github_app_credential(&OPERATOR, request)
+                .await?;
+            println!("added GitHub App credential for {}", credential.url);
+            print_details(&credential);
         }
         CredentialsCommand::Check {
             owner,

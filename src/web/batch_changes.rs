@@ -43,7 +43,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Scope {
 }
 
 impl Scope {
-    fn path(self) -> &'static str {
+    pub(super) fn path(self) -> &'static str {
         match self {
             Self::User => "/user/settings/batch-changes",
             Self::Site => "/site-admin/batch-changes",

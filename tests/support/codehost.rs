@@ -14,6 +14,7 @@
 pub mod azure_devops;
 pub mod bitbucket_cloud;
 pub mod gerrit;
+pub mod github_app;
 mod lifecycle;
 
 use std::collections::HashMap;
@@ -147,6 +148,8 @@ struct Shared {
     pull_rate_limits: u32,
     pull_rate_limit_wait: u64,
     pull_attempts: Vec<std::time::Instant>,
+    /// GitHub Apps, their installations and minted tokens.
+    apps: github_app::AppState,
 }
 
 /// A running emulator; stops when dropped.
@@ -316,6 +319,12 @@ async fn handle(
     let Some(api) = route(uri.path()) else {
         return (StatusCode::NOT_FOUND, "not an API path").into_response();
     };
+    if let Api::GitHub(path) = &api {
+        let mut state = shared.lock().expect("emulator state");
+        if let Some(response) = github_app::handle(&mut state, path, &method, &token) {
+            return response;
+        }
+    }
     if usable(spec.as_ref()).is_some() {
         let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let origin = headers
