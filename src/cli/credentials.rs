@@ -4,7 +4,9 @@ use anyhow::Result;
 use secrecy::SecretString;
 use std::time::Duration;
 
-use batchcred::domain::{CodeHostKind, CodeHostUrl, CredentialOwner, SigningKeySource};
+use batchcred::domain::{
+    AuthStrategy, CodeHostKind, CodeHostUrl, CredentialOwner, SigningKeySource,
+};
 use batchcred::service::CheckOptions;
 use batchcred::service::{CreateCredential, CreateGitHubAppCredential, CredentialView, Service};
 use clap::Subcommand;
@@ -82,6 +84,9 @@ pub enum CredentialsCommand {
         /// Also check that the token may push to this repository.
         #[arg(long)]
         repository: Option<String>,
+        /// The GitHub App credential (where a token is stored too).
+        #[arg(long)]
+        github_app: bool,
     },
     /// Check every credential not checked within the given age (what the
     /// server does in the background).
@@ -103,6 +108,9 @@ pub enum CredentialsCommand {
         /// The code host's URL.
         #[arg(long)]
         url: String,
+        /// The GitHub App credential (where a token is stored too).
+        #[arg(long)]
+        github_app: bool,
     },
 }
 
@@ -156,14 +164,39 @@ async fn resolve_owner(service: &Service, owner: OwnerArgs) -> Result<Credential
 }
 
 async fn find_credential(service: &Service, owner: OwnerArgs, url: &str) -> Result<CredentialView> {
+    find_credential_with(service, owner, url, AuthStrategy::PersonalAccessToken).await
+}
+
+/// The owner's credential for `url`: of `strategy` where there are both a
+/// token and a GitHub App, else the only one.
+async fn find_credential_with(
+    service: &Service,
+    owner: OwnerArgs,
+    url: &str,
+    strategy: AuthStrategy,
+) -> Result<CredentialView> {
     let owner = resolve_owner(service, owner).await?;
     let url = CodeHostUrl::parse(url)?;
-    service
+    let mut found: Vec<CredentialView> = service
         .list_credentials(&OPERATOR, owner)
         .await?
         .into_iter()
-        .find(|c| c.url == url)
+        .filter(|c| c.url == url)
+        .collect();
+    if found.len() > 1 {
+        found.retain(|c| c.auth_strategy == strategy);
+    }
+    found
+        .pop()
         .ok_or_else(|| anyhow::anyhow!("no such credential for {url}"))
+}
+
+fn strategy(github_app: bool) -> AuthStrategy {
+    if github_app {
+        AuthStrategy::GitHubApp
+    } else {
+        AuthStrategy::PersonalAccessToken
+    }
 }
 
 const LIST_HEADER: &str = "KIND             SCOPE   URL                                      CODE HOST USER   EXPIRES     STATUS";
@@ -315,8 +348,10 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
             owner,
             url,
             repository,
+            github_app,
         } => {
-            let credential = find_credential(service, owner, &url).await?;
+            let credential =
+                find_credential_with(service, owner, &url, strategy(github_app)).await?;
             let options = CheckOptions { repository };
             let credential = service
                 .check_credential(&OPERATOR, credential.id, &options)
@@ -343,8 +378,13 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
             }
         }
         CredentialsCommand::Signing { action } => signing(service, action).await?,
-        CredentialsCommand::Remove { owner, url } => {
-            let credential = find_credential(service, owner, &url).await?;
+        CredentialsCommand::Remove {
+            owner,
+            url,
+            github_app,
+        } => {
+            let credential =
+                find_credential_with(service, owner, &url, strategy(github_app)).await?;
             service.delete_credential(&OPERATOR, credential.id).await?;
             println!("removed credential for {}", credential.url);
         }

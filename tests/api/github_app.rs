@@ -30,6 +30,7 @@ const MINTED: [&str; 3] = ["ghs_first_minted", "ghs_second_minted", "ghs_third_m
 struct World {
     app: TestApp,
     admin: TestUser,
+    host_id: String,
     alice: UserAccount,
     emulator: Emulator,
     git: GitHttpServer,
@@ -65,7 +66,8 @@ async fn world(backend: Backend) -> World {
             },
         );
     }
-    app.add_code_host(&admin, "GITHUB", &emulator.url("github"), "HTTP")
+    let host_id = app
+        .add_code_host(&admin, "GITHUB", &emulator.url("github"), "HTTP")
         .await;
     let alice = app
         .service
@@ -75,6 +77,7 @@ async fn world(backend: Backend) -> World {
     World {
         app,
         admin,
+        host_id,
         alice,
         emulator,
         git,
@@ -363,13 +366,18 @@ impl std::io::Write for Captured {
 
 #[tokio::test]
 async fn no_private_key_jwt_or_installation_token_in_logs_errors_or_audit() {
+    // A thread-local subscriber misses events whose callsites other tests
+    // hit first, so batchcred's logs of the whole test binary are captured
+    // from here on (no other test installs a subscriber); they must not
+    // hold this test's secrets either.
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
+        .with_env_filter("batchcred=trace")
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("no other test installs a global subscriber");
 
     let w = world(Backend::Sqlite).await;
     let error = w.add_app(None, APP_ID, 1, None).await.unwrap_err();
@@ -600,4 +608,157 @@ async fn the_manifest_flow_creates_the_app_once_for_the_session_that_started_it(
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
     assert!(body.contains("Nothing was stored"), "{body}");
     assert_eq!(w.app.count_credentials().await, 1);
+}
+
+// Multi-threaded: the CLI runs as a blocking child process while the
+// emulator answers it from another worker thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_adds_an_app_with_the_key_from_a_file_or_stdin_never_argv() {
+    use crate::cli::{batchcred, ok};
+    let emulator = Emulator::start().await;
+    emulator.add_app(
+        EmulatedApp::new(APP_ID, "batch-app", &test_key(0))
+            .installed(EmulatedInstallation::new(INSTALLATION_ACME, "acme"))
+            .installed(EmulatedInstallation::new(INSTALLATION_OTHER, "other")),
+    );
+    let github = emulator.url("github");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&batchcred(
+        &data,
+        &["users", "create", "--admin", "alice"],
+        "long password\n",
+    ));
+    ok(&batchcred(
+        &data,
+        &["codehosts", "add", "--kind", "GITHUB", "--url", &github],
+        "",
+    ));
+    let pem = dir.path().join("app.pem");
+    std::fs::write(&pem, test_key(0).private_pem).unwrap();
+    let app_id = APP_ID.to_string();
+    let listed = ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "add-github-app",
+            "--global",
+            "--url",
+            &github,
+            "--app-id",
+            &app_id,
+            "--private-key-file",
+            pem.to_str().unwrap(),
+            "--list-installations",
+        ],
+        "",
+    ));
+    assert!(
+        listed.contains("11\tacme") && listed.contains("12\tother"),
+        "{listed}"
+    );
+    // From stdin, one installation.
+    let out = ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "add-github-app",
+            "--user",
+            "alice",
+            "--url",
+            &github,
+            "--app-id",
+            &app_id,
+            "--private-key-file",
+            "-",
+            "--installation",
+            "11",
+        ],
+        &test_key(0).private_pem,
+    ));
+    assert!(out.contains("GitHub App: batch-app app"), "{out}");
+    assert!(out.contains("installation 11 on acme"), "{out}");
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+    // A wrong key from the file: refused, named, nothing stored.
+    std::fs::write(&pem, test_key(1).private_pem).unwrap();
+    let failed = batchcred(
+        &data,
+        &[
+            "credentials",
+            "add-github-app",
+            "--global",
+            "--url",
+            &github,
+            "--app-id",
+            &app_id,
+            "--private-key-file",
+            pem.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("rejected") && !stderr.contains("PRIVATE KEY"),
+        "{stderr}"
+    );
+    let listed = ok(&batchcred(&data, &["credentials", "list", "--global"], ""));
+    assert!(!listed.contains(&github), "{listed}");
+    // Checked and removed by its strategy.
+    ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "check",
+            "--user",
+            "alice",
+            "--url",
+            &github,
+            "--github-app",
+        ],
+        "",
+    ));
+    ok(&batchcred(
+        &data,
+        &[
+            "credentials",
+            "remove",
+            "--user",
+            "alice",
+            "--url",
+            &github,
+            "--github-app",
+        ],
+        "",
+    ));
+}
+
+#[tokio::test]
+async fn a_global_app_is_used_only_where_the_global_policy_allows() {
+    let w = world(Backend::Sqlite).await;
+    w.add_app(None, APP_ID, 0, None).await.unwrap();
+    // Alice has nothing of her own: the global App publishes, as the site.
+    let published = w.publish("acme/api", "batch/one").await;
+    assert_eq!(published.credential_source.as_deref(), Some("site"));
+    assert_eq!(w.emulator.pulls()[0].opened_with, MINTED[0]);
+    // Nobody may use the global credential now: refused before any mint.
+    w.app
+        .graphql_ok(
+            &w.admin.auth,
+            "mutation($h: ID!) { setGlobalCredentialPolicy(codeHost: $h, allowedUsers: NOBODY) { id } }",
+            json!({"h": w.host_id}),
+        )
+        .await;
+    let error = w
+        .app
+        .service
+        .publish_changeset(
+            &Caller::User(w.alice.clone()),
+            w.alice.id,
+            &w.spec("acme/web", "batch/two"),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("site policy"), "{error}");
+    assert_eq!(w.emulator.mints().len(), 1);
 }
