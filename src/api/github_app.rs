@@ -98,6 +98,17 @@ fn parse_app_id(app_id: i32) -> async_graphql::Result<u64> {
         .ok_or_else(|| async_graphql::Error::new("appID must be a positive number"))
 }
 
+/// What the browser posts to GitHub to create an App from batchcred's
+/// manifest: a form to `formURL` (which carries the state) with the field
+/// `manifest`.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct GitHubAppManifest {
+    #[graphql(name = "formURL")]
+    pub form_url: String,
+    pub manifest: String,
+}
+
 /// Adding GitHub App credentials.
 #[derive(Default)]
 pub struct GitHubAppMutation;
@@ -120,6 +131,42 @@ impl GitHubAppMutation {
             .await
             .gql()?;
         Ok(list.iter().map(Into::into).collect())
+    }
+
+    /// Starts creating a GitHub App through GitHub's manifest flow, for
+    /// `user` (or the global credential), owned by `organization` when
+    /// given. Only from a signed-in browser session (cookie): GitHub sends
+    /// that browser back to batchcred's callback, which must see the same
+    /// session; the state is single use and expires after an hour.
+    async fn start_git_hub_app_manifest(
+        &self,
+        ctx: &Context<'_>,
+        user: Option<ID>,
+        #[graphql(name = "externalServiceURL")] external_service_url: String,
+        organization: Option<String>,
+    ) -> async_graphql::Result<GitHubAppManifest> {
+        use secrecy::ExposeSecret;
+        let (service, caller) = context_parts(ctx)?;
+        let user = user.as_ref().map(ids::parse_user_id).transpose().gql()?;
+        let session = ctx
+            .data_opt::<super::CurrentSession>()
+            .and_then(|current| current.0.as_ref())
+            .map(|secret| secret.expose_secret().to_owned())
+            .unwrap_or_default();
+        let started = service
+            .start_github_app_manifest(
+                caller,
+                &session,
+                &external_service_url,
+                user,
+                organization.as_deref(),
+            )
+            .await
+            .gql()?;
+        Ok(GitHubAppManifest {
+            form_url: started.form_url,
+            manifest: started.manifest,
+        })
     }
 
     /// Adds a GitHub App credential (for `user`, or the global one) for an

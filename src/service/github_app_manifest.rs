@@ -18,7 +18,7 @@ use super::github_app::ConvertedApp;
 use super::{Error, Result, Service};
 use crate::auth::Caller;
 use crate::codehost::github::app::AppInfo;
-use crate::crypto::RandomToken;
+use crate::crypto::{RandomToken, sha256_hex};
 use crate::domain::{CodeHostId, CredentialOwner, UserId};
 
 use super::credentials::CredentialView;
@@ -63,8 +63,8 @@ pub struct ManifestStart {
 impl Service {
     /// Starts the manifest flow for a GitHub App credential of `user` (or
     /// the global one) on the GitHub code host at `url`, owned by
-    /// `organization` when given; `session` identifies the browser session
-    /// (the callback must come from the same one).
+    /// `organization` when given; `session` is the browser session's token
+    /// (only its hash is kept; the callback must come from the same one).
     pub async fn start_github_app_manifest(
         &self,
         caller: &Caller,
@@ -78,6 +78,7 @@ impl Service {
                 "the manifest flow must be started from a signed-in browser session".into(),
             ));
         }
+        let session = sha256_hex(session);
         let owner = self.credential_owner(caller, user).await?;
         let host = self.github_app_host(url, owner).await?;
         if let Some(org) = organization
@@ -126,7 +127,7 @@ impl Service {
         pending.insert(
             state.clone(),
             Pending {
-                session: session.to_owned(),
+                session,
                 owner,
                 code_host: host.id,
                 expires_at: now + STATE_LIFETIME,
@@ -165,7 +166,10 @@ impl Service {
             )
         };
         let pending = pending.ok_or_else(refused)?;
-        if pending.session != session || pending.expires_at <= Utc::now() || session.is_empty() {
+        if session.is_empty()
+            || pending.session != sha256_hex(session)
+            || pending.expires_at <= Utc::now()
+        {
             return Err(refused());
         }
         let host = self.store.find_code_host(pending.code_host).await?;

@@ -61,7 +61,7 @@ pub(super) async fn start(
         .service
         .start_github_app_manifest(
             &caller.caller,
-            &caller.csrf_token(),
+            caller.session_seed(),
             &form.url,
             user,
             organization,
@@ -126,7 +126,7 @@ pub(super) async fn callback(
         .service
         .finish_github_app_manifest(
             &caller.caller,
-            &caller.csrf_token(),
+            caller.session_seed(),
             &callback.state,
             &callback.code,
         )

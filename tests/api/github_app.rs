@@ -608,6 +608,57 @@ async fn the_manifest_flow_creates_the_app_once_for_the_session_that_started_it(
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
     assert!(body.contains("Nothing was stored"), "{body}");
     assert_eq!(w.app.count_credentials().await, 1);
+
+    // Started through GraphQL in the admin's browser session, finished by
+    // the callback in that session: the global App.
+    let started = admin
+        .graphql(
+            "mutation($url: String!) { startGitHubAppManifest(externalServiceURL: $url) \
+             { formURL manifest } }",
+            json!({"url": url}),
+        )
+        .await;
+    let form_url = started["data"]["startGitHubAppManifest"]["formURL"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    assert!(form_url.starts_with(&format!("{url}/settings/apps/new?state=")));
+    let manifest: serde_json::Value = serde_json::from_str(
+        started["data"]["startGitHubAppManifest"]["manifest"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["default_permissions"]["contents"], "write");
+    assert_eq!(manifest["public"], false);
+    assert!(
+        manifest["redirect_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/user/settings/batch-changes/github-app/callback")
+    );
+    let state = form_url.split("state=").nth(1).unwrap();
+    let other = test_key(1);
+    w.emulator.add_manifest_code(
+        "code-global",
+        ManifestApp {
+            app: EmulatedApp::new(6161, "global-app", &other),
+            private_pem: other.private_pem.clone(),
+        },
+    );
+    let (status, _) = admin.get(&callback("code-global", state)).await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(w.app.count_credentials().await, 2);
+    // With no browser session (an access token), it cannot be started.
+    let body = w
+        .app
+        .graphql(
+            &w.admin.auth,
+            "mutation($url: String!) { startGitHubAppManifest(externalServiceURL: $url) { formURL } }",
+            json!({"url": url}),
+        )
+        .await;
+    assert!(error_message(&body).contains("browser session"), "{body}");
 }
 
 // Multi-threaded: the CLI runs as a blocking child process while the

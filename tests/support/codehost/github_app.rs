@@ -203,7 +203,9 @@ fn verify_jwt(state: &AppState, jwt: &str) -> Result<u64, String> {
         let claims = data.claims;
         let now = Utc::now().timestamp();
         if claims.iss != app.id.to_string() {
-            return Err(format!("iss {} is not App {}", claims.iss, app.id));
+            // Two test Apps may share a key: the issuer decides.
+            last = format!("iss {} is not App {}", claims.iss, app.id);
+            continue;
         }
         if claims.iat > now {
             return Err("iat is in the future".into());
