@@ -813,3 +813,82 @@ async fn a_global_app_is_used_only_where_the_global_policy_allows() {
     assert!(error.to_string().contains("site policy"), "{error}");
     assert_eq!(w.emulator.mints().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_key_jwt_or_installation_token_in_any_process_during_a_push() {
+    use crate::git_push::{contains, processes};
+    use crate::support::git_http::install_pre_receive_hook;
+    use base64::Engine;
+    use std::time::{Duration, Instant};
+    let w = world(Backend::Sqlite).await;
+    w.add_app(Some(&w.alice), APP_ID, 0, None).await.unwrap();
+    // The hook holds the push open until the test has looked at /proc.
+    let gate = tempfile::tempdir().unwrap();
+    let started = gate.path().join("started");
+    let release = gate.path().join("release");
+    install_pre_receive_hook(
+        &w.git.repo_path("acme-api"),
+        &format!(
+            "touch '{}'\ni=0\nwhile [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\nexit 0",
+            started.display(),
+            release.display()
+        ),
+    );
+    let service = w.app.service.clone();
+    let alice = w.alice.clone();
+    let spec = w.spec("acme/api", "batch/watched");
+    let publish = tokio::spawn(async move {
+        service
+            .publish_changeset(&Caller::User(alice.clone()), alice.id, &spec)
+            .await
+    });
+    let waiting = Instant::now();
+    while !started.exists() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the hook never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", MINTED[0]));
+    let key_lines: Vec<String> = test_key(0)
+        .private_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_owned)
+        .collect();
+    let jwts: Vec<String> = w
+        .emulator
+        .seen()
+        .iter()
+        .filter_map(|r| r.token.clone())
+        .filter(|t| t.starts_with("eyJ"))
+        .collect();
+    assert!(!jwts.is_empty());
+    let mut pushing = 0;
+    for (pid, cmdline, environ) in processes() {
+        let needles = [MINTED[0], basic.as_str()]
+            .into_iter()
+            .chain(key_lines.iter().map(String::as_str))
+            .chain(jwts.iter().map(String::as_str));
+        for needle in needles {
+            assert!(
+                !contains(&cmdline, needle.as_bytes()),
+                "a secret in the command line of {pid}"
+            );
+            assert!(
+                !contains(&environ, needle.as_bytes()),
+                "a secret in the environment of {pid}"
+            );
+        }
+        if contains(&cmdline, b"push") && contains(&cmdline, w.git.url("acme-api").as_bytes()) {
+            pushing += 1;
+        }
+    }
+    assert!(pushing > 0, "no git push process was seen");
+    std::fs::write(&release, "").unwrap();
+    let published = publish.await.unwrap().unwrap();
+    assert_eq!(published.result, PublishResult::Opened);
+    assert!(w.git.tokens_seen().iter().all(|t| t == MINTED[0]));
+}
