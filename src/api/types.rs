@@ -310,6 +310,12 @@ impl BatchChangesCodeHost {
         self.0.credential.clone().map(BatchChangesCredential)
     }
 
+    /// The GitHub App credential where one is stored besides a token
+    /// (`credential` shows the token then; an App alone is `credential`).
+    async fn git_hub_app_credential(&self) -> Option<BatchChangesCredential> {
+        self.0.github_app.clone().map(BatchChangesCredential)
+    }
+
     /// Whether git pushes over SSH, so credentials carry a keypair.
     #[graphql(name = "requiresSSH")]
     async fn requires_ssh(&self) -> bool {

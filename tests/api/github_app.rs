@@ -316,6 +316,37 @@ async fn publishing_with_an_app_pushes_and_opens_the_pull_request_with_an_instal
     w.publish("solo/tool", "batch/three").await;
     assert_eq!(w.emulator.pulls()[2].opened_with, "ghp_alice");
     assert_eq!(w.emulator.mints().len(), 1);
+
+    // Her page and the API show both: the token, and the App beside it.
+    let hosts = w
+        .app
+        .service
+        .user_code_hosts(
+            &Caller::User(w.alice.clone()),
+            w.alice.id,
+            &batchcred::service::PageRequest {
+                first: Some(50),
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    let host = &hosts.items[0];
+    assert_eq!(
+        host.credential.as_ref().map(|c| c.auth_strategy),
+        Some(AuthStrategy::PersonalAccessToken)
+    );
+    assert_eq!(
+        host.github_app.as_ref().map(|c| c.auth_strategy),
+        Some(AuthStrategy::GitHubApp)
+    );
+    let alice = crate::web::Browser::signed_in(&w.app, "alice").await;
+    let (_, page) = alice.get("/user/settings/batch-changes").await;
+    assert!(
+        page.contains("Also a GitHub App: <strong>batch-app app</strong>"),
+        "{page}"
+    );
+    assert!(page.contains("contents: write"), "{page}");
 }
 
 #[tokio::test]
