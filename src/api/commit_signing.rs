@@ -1,8 +1,9 @@
 //! How a code host's commits get signed, in Sourcegraph's shape: its web
 //! client asks every code host for `commitSigningConfiguration { ... on
 //! GitHubApp { … } }`, so the union and the `GitHubApp` type must exist for
-//! that client's queries to validate. batchcred has no GitHub App
-//! integration yet, so the configuration is always null.
+//! that client's queries to validate. batchcred has no GitHub App commit
+//! signing yet, so the configuration is always null; the `GitHubApp` of a
+//! GitHub App credential shows on `BatchChangesCredential.gitHubApp`.
 
 use async_graphql::{ID, SimpleObject, Union};
 use chrono::{DateTime, Utc};
@@ -31,4 +32,7 @@ pub struct GitHubApp {
     pub logo: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Where the App is installed and what it may do there (the ones a
+    /// credential uses).
+    pub installations: Vec<super::github_app::GitHubAppInstallation>,
 }

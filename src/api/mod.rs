@@ -10,6 +10,7 @@ mod audit;
 mod changesets;
 mod commit_signing;
 mod error;
+mod github_app;
 mod ids;
 mod mutation;
 mod operation_metrics;

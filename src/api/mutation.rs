@@ -26,6 +26,7 @@ pub struct MutationRoot(
     super::changesets::ChangesetActionsMutation,
     super::webhooks::WebhookMutation,
     super::ssh_signing::SshSigningMutation,
+    super::github_app::GitHubAppMutation,
 );
 
 /// Accounts, code hosts and credentials.

@@ -310,6 +310,12 @@ impl BatchChangesCodeHost {
         self.0.credential.clone().map(BatchChangesCredential)
     }
 
+    /// The GitHub App credential where one is stored besides a token
+    /// (`credential` shows the token then; an App alone is `credential`).
+    async fn git_hub_app_credential(&self) -> Option<BatchChangesCredential> {
+        self.0.github_app.clone().map(BatchChangesCredential)
+    }
+
     /// Whether git pushes over SSH, so credentials carry a keypair.
     #[graphql(name = "requiresSSH")]
     async fn requires_ssh(&self) -> bool {
@@ -371,6 +377,21 @@ pub struct BatchChangesCredential(pub CredentialView);
 impl BatchChangesCredential {
     async fn id(&self) -> ID {
         ids::credential_id(self.0.id, self.0.owner)
+    }
+
+    /// A personal access token, or a GitHub App.
+    async fn authentication_strategy(&self) -> super::github_app::AuthenticationStrategy {
+        self.0.auth_strategy.into()
+    }
+
+    /// The App of a GitHub App credential, with its installations; null
+    /// for tokens.
+    #[graphql(name = "gitHubApp")]
+    async fn git_hub_app(&self) -> Option<super::commit_signing::GitHubApp> {
+        self.0
+            .github_app
+            .as_ref()
+            .map(|app| super::github_app::github_app(&self.0, app))
     }
 
     async fn external_service_kind(&self) -> ExternalServiceKind {

@@ -1,11 +1,14 @@
 //! `batchcred credentials …`.
 
 use anyhow::Result;
+use secrecy::SecretString;
 use std::time::Duration;
 
-use batchcred::domain::{CodeHostKind, CodeHostUrl, CredentialOwner, SigningKeySource};
+use batchcred::domain::{
+    AuthStrategy, CodeHostKind, CodeHostUrl, CredentialOwner, SigningKeySource,
+};
 use batchcred::service::CheckOptions;
-use batchcred::service::{CreateCredential, CredentialView, Service};
+use batchcred::service::{CreateCredential, CreateGitHubAppCredential, CredentialView, Service};
 use clap::Subcommand;
 
 use super::OPERATOR;
@@ -49,6 +52,28 @@ pub enum CredentialsCommand {
         #[arg(long)]
         repository: Option<String>,
     },
+    /// Add a GitHub App credential for an existing App: its id and
+    /// private key (PEM, read from a file or stdin, never an argument),
+    /// and the installations to use (every one unless named).
+    AddGithubApp {
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// The GitHub code host's URL.
+        #[arg(long)]
+        url: String,
+        /// The App's id (App settings → About → App ID).
+        #[arg(long)]
+        app_id: u64,
+        /// A file holding the App's private key (PEM); `-` reads stdin.
+        #[arg(long, value_name = "PATH")]
+        private_key_file: std::path::PathBuf,
+        /// Use this installation (repeat for several); all when omitted.
+        #[arg(long = "installation", value_name = "ID")]
+        installations: Vec<u64>,
+        /// Only list the App's installations (id and account), store nothing.
+        #[arg(long)]
+        list_installations: bool,
+    },
     /// Check a credential against its code host again and record the result.
     Check {
         #[command(flatten)]
@@ -59,6 +84,9 @@ pub enum CredentialsCommand {
         /// Also check that the token may push to this repository.
         #[arg(long)]
         repository: Option<String>,
+        /// The GitHub App credential (where a token is stored too).
+        #[arg(long)]
+        github_app: bool,
     },
     /// Check every credential not checked within the given age (what the
     /// server does in the background).
@@ -80,6 +108,9 @@ pub enum CredentialsCommand {
         /// The code host's URL.
         #[arg(long)]
         url: String,
+        /// The GitHub App credential (where a token is stored too).
+        #[arg(long)]
+        github_app: bool,
     },
 }
 
@@ -107,6 +138,24 @@ pub enum SigningCommand {
     },
 }
 
+/// Reads a private key (PEM) from a file, or all of stdin for `-`.
+fn read_pem(path: &std::path::Path) -> Result<SecretString> {
+    use std::io::Read;
+    let mut pem = zeroize::Zeroizing::new(String::new());
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut pem)
+            .map_err(|e| anyhow::anyhow!("reading the private key from standard input: {e}"))?;
+    } else {
+        *pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading the private key from {}: {e}", path.display()))?;
+    }
+    if !pem.contains("PRIVATE KEY-----") {
+        anyhow::bail!("the private key must be in PEM form (-----BEGIN RSA PRIVATE KEY-----)");
+    }
+    Ok(SecretString::from(pem.trim()))
+}
+
 async fn resolve_owner(service: &Service, owner: OwnerArgs) -> Result<CredentialOwner> {
     Ok(match owner.user {
         Some(name) => CredentialOwner::User(service.user_by_username(&OPERATOR, &name).await?.id),
@@ -115,14 +164,39 @@ async fn resolve_owner(service: &Service, owner: OwnerArgs) -> Result<Credential
 }
 
 async fn find_credential(service: &Service, owner: OwnerArgs, url: &str) -> Result<CredentialView> {
+    find_credential_with(service, owner, url, AuthStrategy::PersonalAccessToken).await
+}
+
+/// The owner's credential for `url`: of `strategy` where there are both a
+/// token and a GitHub App, else the only one.
+async fn find_credential_with(
+    service: &Service,
+    owner: OwnerArgs,
+    url: &str,
+    strategy: AuthStrategy,
+) -> Result<CredentialView> {
     let owner = resolve_owner(service, owner).await?;
     let url = CodeHostUrl::parse(url)?;
-    service
+    let mut found: Vec<CredentialView> = service
         .list_credentials(&OPERATOR, owner)
         .await?
         .into_iter()
-        .find(|c| c.url == url)
+        .filter(|c| c.url == url)
+        .collect();
+    if found.len() > 1 {
+        found.retain(|c| c.auth_strategy == strategy);
+    }
+    found
+        .pop()
         .ok_or_else(|| anyhow::anyhow!("no such credential for {url}"))
+}
+
+fn strategy(github_app: bool) -> AuthStrategy {
+    if github_app {
+        AuthStrategy::GitHubApp
+    } else {
+        AuthStrategy::PersonalAccessToken
+    }
 }
 
 const LIST_HEADER: &str = "KIND             SCOPE   URL                                      CODE HOST USER   EXPIRES     STATUS";
@@ -174,6 +248,22 @@ fn print_details(credential: &CredentialView) {
     for warning in &credential.warnings {
         println!("warning: {warning}");
     }
+    if let Some(app) = &credential.github_app {
+        println!("GitHub App: {} (id {})", app.name, app.app_id);
+        for installation in &app.installations {
+            let permissions: Vec<String> = installation
+                .permissions
+                .iter()
+                .map(|(name, level)| format!("{name}:{level}"))
+                .collect();
+            println!(
+                "installation {} on {}: {}",
+                installation.id,
+                installation.account,
+                permissions.join(", ")
+            );
+        }
+    }
     if let Some(signing) = &credential.signing {
         println!(
             "commit signing: on ({} key {})",
@@ -219,12 +309,49 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
                 println!("add this SSH public key to the code host:\n{key}");
             }
         }
+        CredentialsCommand::AddGithubApp {
+            owner,
+            url,
+            app_id,
+            private_key_file,
+            installations,
+            list_installations,
+        } => {
+            let owner = resolve_owner(service, owner).await?;
+            let private_key = read_pem(&private_key_file)?;
+            if list_installations {
+                for installation in service
+                    .github_app_installations(&OPERATOR, &url, app_id, &private_key)
+                    .await?
+                {
+                    println!("{}\t{}", installation.id, installation.account);
+                }
+                return Ok(());
+            }
+            let request = CreateGitHubAppCredential {
+                user: match owner {
+                    CredentialOwner::User(id) => Some(id),
+                    CredentialOwner::Site => None,
+                },
+                url,
+                app_id,
+                private_key,
+                installations: (!installations.is_empty()).then_some(installations),
+            };
+            let credential = service
+                .create_github_app_credential(&OPERATOR, request)
+                .await?;
+            println!("added GitHub App credential for {}", credential.url);
+            print_details(&credential);
+        }
         CredentialsCommand::Check {
             owner,
             url,
             repository,
+            github_app,
         } => {
-            let credential = find_credential(service, owner, &url).await?;
+            let credential =
+                find_credential_with(service, owner, &url, strategy(github_app)).await?;
             let options = CheckOptions { repository };
             let credential = service
                 .check_credential(&OPERATOR, credential.id, &options)
@@ -251,8 +378,13 @@ pub async fn run(service: &Service, command: CredentialsCommand) -> Result<()> {
             }
         }
         CredentialsCommand::Signing { action } => signing(service, action).await?,
-        CredentialsCommand::Remove { owner, url } => {
-            let credential = find_credential(service, owner, &url).await?;
+        CredentialsCommand::Remove {
+            owner,
+            url,
+            github_app,
+        } => {
+            let credential =
+                find_credential_with(service, owner, &url, strategy(github_app)).await?;
             service.delete_credential(&OPERATOR, credential.id).await?;
             println!("removed credential for {}", credential.url);
         }

@@ -1,5 +1,6 @@
 //! GitHub and GitHub Enterprise (whose API lives under `/api/v3`).
 
+pub mod app;
 mod commits;
 mod pulls;
 

@@ -8,7 +8,7 @@ mod azure_devops;
 mod bitbucket_cloud;
 mod bitbucket_server;
 mod gerrit;
-mod github;
+pub mod github;
 mod gitlab;
 mod http;
 pub mod scopes;

@@ -7,6 +7,7 @@ mod audit;
 mod changeset;
 mod code_host;
 mod code_host_kind;
+mod github_app;
 mod ids;
 mod input;
 mod policy;
@@ -21,6 +22,7 @@ pub use code_host_kind::{
     BITBUCKET_PROJECT_WRITE, BITBUCKET_REPO_WRITE, ChangesetForm, CodeHostKind, GitUsername,
     KindDescriptor, RequiredScope, TokenPage, UsernameRule,
 };
+pub use github_app::{AuthStrategy, GitHubAppInfo, GitHubAppInstallation};
 pub use ids::{AccessTokenId, ChangesetId, CodeHostId, CredentialId, UserId};
 pub use input::{Password, Token, Username};
 pub use policy::{

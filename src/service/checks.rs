@@ -100,9 +100,28 @@ impl Service {
             }
             opened => opened?,
         };
-        let outcome = self
-            .check_token(host, record.username.as_deref(), &secret.token, options)
-            .await;
+        let outcome = match &record.github_app {
+            Some(app) => match self.recheck_github_app(host, app, &secret).await {
+                Ok((updated, warnings)) => {
+                    if &updated != app {
+                        self.store
+                            .update_credential_github_app(record.id, &updated)
+                            .await?;
+                    }
+                    Ok(TokenCheck {
+                        user: updated.slug.clone().unwrap_or(updated.name.clone()),
+                        scopes: None,
+                        expires_at: None,
+                        warnings,
+                    })
+                }
+                Err(error) => Err(error),
+            },
+            None => {
+                self.check_token(host, record.username.as_deref(), &secret.token, options)
+                    .await
+            }
+        };
         let now = Some(Utc::now());
         let (state, outcome) = match outcome {
             Ok(check) => (

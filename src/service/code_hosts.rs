@@ -6,9 +6,9 @@ use super::credentials::CredentialView;
 use super::{Error, Page, PageRequest, Result, Service, not_found, signed_in};
 use crate::auth::Caller;
 use crate::domain::{
-    CodeHostConfig, CodeHostId, CodeHostKind, CodeHostUpdate, CodeHostUrl, CredentialOwner,
-    GitUrlType, GlobalCredentialPolicy, PolicyMode, PolicyUsers, SshKeyAlgorithm, UserId,
-    parse_repository_patterns,
+    AuthStrategy, CodeHostConfig, CodeHostId, CodeHostKind, CodeHostUpdate, CodeHostUrl,
+    CredentialOwner, GitUrlType, GlobalCredentialPolicy, PolicyMode, PolicyUsers, SshKeyAlgorithm,
+    UserId, parse_repository_patterns,
 };
 use crate::store::CredentialRecord;
 
@@ -26,9 +26,32 @@ pub struct AddCodeHost {
 #[derive(Debug, Clone)]
 pub struct CodeHostView {
     pub code_host: CodeHostConfig,
+    /// The token credential, or the GitHub App one where there is no token.
     pub credential: Option<CredentialView>,
+    /// The GitHub App credential, where one is stored besides a token
+    /// (shown as a second credential).
+    pub github_app: Option<CredentialView>,
     /// Whether a webhook secret is set up for it.
     pub has_webhook: bool,
+}
+
+/// Of one owner's credentials for `host`: the one to show (a token before
+/// an App), and the App when both are stored.
+fn shown_credentials(
+    records: &[CredentialRecord],
+    host: CodeHostId,
+) -> (Option<&CredentialRecord>, Option<&CredentialRecord>) {
+    let mine = records.iter().filter(|c| c.code_host_id == host);
+    let token = mine
+        .clone()
+        .find(|c| c.auth_strategy == AuthStrategy::PersonalAccessToken);
+    let app = mine
+        .clone()
+        .find(|c| c.auth_strategy == AuthStrategy::GitHubApp);
+    match token {
+        Some(token) => (Some(token), app),
+        None => (app, None),
+    }
 }
 
 /// A global credential policy as a site admin gives it: users by name.
@@ -402,13 +425,12 @@ impl Service {
         let full_details = caller.may_see_site_credential_details();
         let webhooks = self.store.code_hosts_with_webhooks().await?;
         Ok(hosts.map(|host| {
-            let own = own.iter().find(|c| c.code_host_id == host.id);
+            let (own, own_app) = shown_credentials(&own, host.id);
             // A global credential the policy keeps from this user does not
             // cover them: they need their own token.
-            let site = site
-                .iter()
-                .find(|c| c.code_host_id == host.id)
-                .filter(|_| host.global_credential_policy.allows_user(user_id));
+            let (site, _) = shown_credentials(&site, host.id);
+            let site = site.filter(|_| host.global_credential_policy.allows_user(user_id));
+            let github_app = own_app.map(|c| CredentialView::new(c, &host));
             let credential = match (own, site) {
                 (Some(c), _) => Some(CredentialView::new(c, &host)),
                 (None, Some(c)) if full_details => Some(CredentialView::new(c, &host)),
@@ -419,6 +441,7 @@ impl Service {
                 has_webhook: webhooks.contains(&host.id),
                 code_host: host,
                 credential,
+                github_app,
             }
         }))
     }
@@ -437,14 +460,14 @@ impl Service {
             .await?;
         let webhooks = self.store.code_hosts_with_webhooks().await?;
         Ok(hosts.map(|host| {
-            let credential = site
-                .iter()
-                .find(|c| c.code_host_id == host.id)
-                .map(|c| CredentialView::new(c, &host));
+            let (shown, app) = shown_credentials(&site, host.id);
+            let credential = shown.map(|c| CredentialView::new(c, &host));
+            let github_app = app.map(|c| CredentialView::new(c, &host));
             CodeHostView {
                 has_webhook: webhooks.contains(&host.id),
                 code_host: host,
                 credential,
+                github_app,
             }
         }))
     }

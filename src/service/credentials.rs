@@ -11,8 +11,8 @@ use crate::auth::Caller;
 use crate::codehost::CheckOptions;
 use crate::crypto::{Sealed, SshKeypair, generate_ssh_keypair};
 use crate::domain::{
-    CodeHostConfig, CodeHostKind, CodeHostUrl, CredentialId, CredentialOwner, GitUrlType,
-    SigningKey, SshKeyAlgorithm, Token, UserId,
+    AuthStrategy, CodeHostConfig, CodeHostKind, CodeHostUrl, CredentialId, CredentialOwner,
+    GitHubAppInfo, GitUrlType, SigningKey, SshKeyAlgorithm, Token, UserId,
 };
 use crate::store::{CheckState, CredentialRecord, NewCredential, SecretUpdate};
 
@@ -58,6 +58,10 @@ pub struct CredentialView {
     /// Whether the code host verifies SSH-signed commits, so signing may
     /// be turned on.
     pub supports_signing: bool,
+    /// A token, or a GitHub App.
+    pub auth_strategy: AuthStrategy,
+    /// The App and its installations, for GitHub App credentials.
+    pub github_app: Option<Box<GitHubAppInfo>>,
     pub created_at: DateTime<Utc>,
     /// The code host account the token belongs to.
     pub code_host_user: Option<String>,
@@ -82,6 +86,8 @@ impl CredentialView {
             ssh_key_pending: record.ssh_key_pending,
             signing: record.signing.clone(),
             supports_signing: host.kind.descriptor().supports_ssh_signing,
+            auth_strategy: record.auth_strategy,
+            github_app: record.github_app.clone().map(Box::new),
             created_at: record.created_at,
             code_host_user: record.check.code_host_user.clone(),
             scopes: record.check.scopes.clone(),
@@ -130,6 +136,14 @@ struct SecretPayload {
     /// signing existed, and when signing is off or uses the SSH key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     signing_private_key: Option<String>,
+    /// A GitHub App credential's private key (PEM), and the client and
+    /// webhook secrets of an App created through the manifest flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    github_app_private_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    github_app_client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    github_app_webhook_secret: Option<String>,
 }
 
 impl Drop for SecretPayload {
@@ -137,6 +151,9 @@ impl Drop for SecretPayload {
         self.token.zeroize();
         self.ssh_private_key.zeroize();
         self.signing_private_key.zeroize();
+        self.github_app_private_key.zeroize();
+        self.github_app_client_secret.zeroize();
+        self.github_app_webhook_secret.zeroize();
     }
 }
 
@@ -147,6 +164,20 @@ pub struct CredentialSecret {
     /// The private half of a generated signing key (see
     /// [`crate::domain::SigningKeySource::Generated`]).
     pub signing_private_key: Option<SecretString>,
+    /// Set on GitHub App credentials only (whose `token` is empty until
+    /// resolution puts a minted installation token there).
+    pub github_app: Option<GitHubAppSecret>,
+}
+
+/// The secrets of a GitHub App credential.
+pub struct GitHubAppSecret {
+    pub private_key: SecretString,
+    pub client_secret: Option<SecretString>,
+    pub webhook_secret: Option<SecretString>,
+}
+
+fn expose(secret: Option<&SecretString>) -> Option<String> {
+    secret.map(|s| s.expose_secret().to_owned())
 }
 
 /// The associated-data version new seals use (see [`associated_data`]).
@@ -227,6 +258,19 @@ impl Service {
                 .signing_private_key
                 .as_ref()
                 .map(|k| k.expose_secret().to_owned()),
+            github_app_private_key: expose(secret.github_app.as_ref().map(|a| &a.private_key)),
+            github_app_client_secret: expose(
+                secret
+                    .github_app
+                    .as_ref()
+                    .and_then(|a| a.client_secret.as_ref()),
+            ),
+            github_app_webhook_secret: expose(
+                secret
+                    .github_app
+                    .as_ref()
+                    .and_then(|a| a.webhook_secret.as_ref()),
+            ),
         };
         let plaintext = Zeroizing::new(
             serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))?,
@@ -260,6 +304,20 @@ impl Service {
             token: SecretString::from(std::mem::take(&mut payload.token)),
             ssh_private_key: payload.ssh_private_key.take().map(SecretString::from),
             signing_private_key: payload.signing_private_key.take().map(SecretString::from),
+            github_app: payload
+                .github_app_private_key
+                .take()
+                .map(|private_key| GitHubAppSecret {
+                    private_key: SecretString::from(private_key),
+                    client_secret: payload
+                        .github_app_client_secret
+                        .take()
+                        .map(SecretString::from),
+                    webhook_secret: payload
+                        .github_app_webhook_secret
+                        .take()
+                        .map(SecretString::from),
+                }),
         })
     }
 
@@ -375,6 +433,7 @@ impl Service {
             token,
             ssh_private_key: keypair.as_ref().map(|k| k.private_key.clone()),
             signing_private_key: None,
+            github_app: None,
         };
         let now = Utc::now();
         let record = NewCredential {
@@ -387,6 +446,8 @@ impl Service {
             ssh_public_key: keypair.map(|k| k.public_key),
             ssh_key_pending: false,
             signing: None,
+            auth_strategy: AuthStrategy::PersonalAccessToken,
+            github_app: None,
             created_at: now,
             updated_at: now,
             check: CheckState {
@@ -601,6 +662,9 @@ mod tests {
             token: "t".into(),
             ssh_private_key: None,
             signing_private_key: Some("signing".into()),
+            github_app_private_key: None,
+            github_app_client_secret: None,
+            github_app_webhook_secret: None,
         };
         let json = serde_json::to_string(&new).expect("serialise");
         assert!(!json.contains("ssh_private_key"), "{json}");

@@ -14,6 +14,8 @@ mod code_hosts;
 mod commit_signing;
 mod credentials;
 mod expiry_warnings;
+mod github_app;
+mod github_app_manifest;
 mod keys;
 mod page;
 mod publish;
@@ -32,6 +34,8 @@ pub use checks::RecheckReport;
 pub use code_hosts::{AddCodeHost, CodeHostView, PolicyRequest, PolicyView};
 pub use credentials::{CreateCredential, CredentialSecret, CredentialView};
 pub use expiry_warnings::{CredentialNotice, NotifySettings, WarningReport};
+pub use github_app::CreateGitHubAppCredential;
+pub use github_app_manifest::{CALLBACK_PATH as GITHUB_APP_CALLBACK_PATH, ManifestStart};
 pub use keys::{KeyStatus, KeyUse, ReencryptReport};
 pub use page::{Page, PageRequest};
 pub use publish::{
@@ -211,6 +215,11 @@ pub struct Service {
     sign_in_guard: Arc<sign_in_guard::SignInGuard>,
     /// The webhook sender and mailer expiry warnings go out through.
     notifiers: Arc<expiry_warnings::Notifiers>,
+    /// GitHub App installation tokens, cached in memory until shortly
+    /// before they expire; never stored.
+    installation_tokens: Arc<github_app::InstallationTokens>,
+    /// GitHub App manifest flows started and not yet finished.
+    manifest_states: Arc<github_app_manifest::ManifestStates>,
 }
 
 /// Token checks one server runs against code hosts at once; more wait.
@@ -228,6 +237,8 @@ impl Service {
             code_hosts,
             pacer: crate::publish::Pacer::default(),
             token_checks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_TOKEN_CHECKS)),
+            installation_tokens: Arc::default(),
+            manifest_states: Arc::default(),
             git_jobs: crate::publish::GitJobs::new(
                 settings.publish.max_git_jobs,
                 settings.publish.max_git_jobs_per_user,

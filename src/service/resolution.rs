@@ -6,10 +6,11 @@ use super::credentials::CredentialSecret;
 use super::{Error, Result, Service};
 use crate::auth::Caller;
 use crate::domain::{
-    CodeHostConfig, CodeHostUrl, CredentialId, CredentialOwner, PolicyRefusal, SigningKey,
-    SigningKeySource, UserId,
+    AuthStrategy, CodeHostConfig, CodeHostId, CodeHostUrl, CredentialId, CredentialOwner,
+    PolicyRefusal, SigningKey, SigningKeySource, UserId,
 };
 use crate::publish::git::CommitSigning;
+use crate::store::CredentialRecord;
 
 /// Whose credential was used; recorded with each published changeset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,15 +91,13 @@ impl Service {
     ) -> Result<ResolvedCredential> {
         caller.require_publishing_as(user)?;
         let code_host = self.configured_code_host(url).await?;
-        let own = self
-            .store
-            .find_credential_for(code_host.id, CredentialOwner::User(user))
-            .await?;
-        let (record, source) = match own {
+        let (record, source) = match self
+            .own_credential(code_host.id, CredentialOwner::User(user), repository)
+            .await?
+        {
             Some(record) => (record, CredentialSource::User),
             None => match self
-                .store
-                .find_credential_for(code_host.id, CredentialOwner::Site)
+                .own_credential(code_host.id, CredentialOwner::Site, repository)
                 .await?
             {
                 Some(record) => {
@@ -116,7 +115,17 @@ impl Service {
                 }
             },
         };
-        let secret = self.open_secret_to_use(&record, &code_host).await?;
+        let mut secret = self.open_secret_to_use(&record, &code_host).await?;
+        if let Some(app) = &record.github_app {
+            // An App credential is only chosen with an installation on the
+            // repository's namespace; it acts through a token minted for it.
+            let installation = app.installation_for(repository).ok_or_else(|| {
+                Error::Internal("GitHub App chosen without an installation".into())
+            })?;
+            secret.token = self
+                .installation_token(record.id, &code_host, app, installation, &secret)
+                .await?;
+        }
         Ok(ResolvedCredential {
             credential_id: record.id,
             source,
@@ -127,6 +136,28 @@ impl Service {
             signing: record.signing,
             secret,
         })
+    }
+
+    /// One owner's credential for `repository`: a GitHub App installed on
+    /// its namespace before a token.
+    async fn own_credential(
+        &self,
+        code_host: CodeHostId,
+        owner: CredentialOwner,
+        repository: &str,
+    ) -> Result<Option<CredentialRecord>> {
+        if let Some(app) = self
+            .store
+            .find_credential_with(code_host, owner, AuthStrategy::GitHubApp)
+            .await?
+            && app
+                .github_app
+                .as_ref()
+                .is_some_and(|info| info.installation_for(repository).is_some())
+        {
+            return Ok(Some(app));
+        }
+        Ok(self.store.find_credential_for(code_host, owner).await?)
     }
 
     /// Refuses with a message naming the policy (never the credential's

@@ -8,7 +8,10 @@ use sqlx::any::AnyRow;
 use super::audit::AuditEntry;
 use super::{Error, Result, Store, from_millis, parse_column, to_millis};
 use crate::crypto::{KeyId, Sealed};
-use crate::domain::{CodeHostId, CredentialId, CredentialOwner, SigningKey, SigningKeySource};
+use crate::domain::{
+    AuthStrategy, CodeHostId, CredentialId, CredentialOwner, GitHubAppInfo, SigningKey,
+    SigningKeySource,
+};
 
 /// A credential as stored.
 #[derive(Debug, Clone)]
@@ -28,6 +31,9 @@ pub struct CredentialRecord {
     pub ssh_key_pending: bool,
     /// The SSH key commits are signed with, when signing is on.
     pub signing: Option<SigningKey>,
+    /// A token, or a GitHub App (whose public facts are in `github_app`).
+    pub auth_strategy: AuthStrategy,
+    pub github_app: Option<GitHubAppInfo>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub check: CheckState,
@@ -63,7 +69,7 @@ macro_rules! credential_columns {
     () => {
         "id, code_host_id, user_id, username, secret_key_id, secret, ssh_public_key, ssh_key_pending, created_at, updated_at, \
          code_host_user, scopes, token_expires_at, warnings, last_checked_at, last_check_error, seal_version, \
-         signing_public_key, signing_key_source"
+         signing_public_key, signing_key_source, auth_strategy, github_app"
     };
 }
 
@@ -89,6 +95,20 @@ fn credential_from_row(row: &AnyRow) -> Result<CredentialRecord> {
         ssh_public_key: row.try_get("ssh_public_key")?,
         ssh_key_pending: row.try_get::<i64, _>("ssh_key_pending")? != 0,
         signing: signing_from_row(row)?,
+        auth_strategy: {
+            let stored: String = row.try_get("auth_strategy")?;
+            AuthStrategy::from_stored(&stored).ok_or_else(|| {
+                Error::Corrupt(format!("column credentials.auth_strategy holds {stored:?}"))
+            })?
+        },
+        github_app: row
+            .try_get::<Option<String>, _>("github_app")?
+            .map(|json| {
+                serde_json::from_str(&json).map_err(|_| {
+                    Error::Corrupt("column credentials.github_app is malformed".into())
+                })
+            })
+            .transpose()?,
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
         check: CheckState {
@@ -127,6 +147,10 @@ fn signing_from_row(row: &AnyRow) -> Result<Option<SigningKey>> {
     }
 }
 
+fn github_app_json(app: &GitHubAppInfo) -> Result<String> {
+    serde_json::to_string(app).map_err(|e| Error::Corrupt(format!("GitHub App facts: {e}")))
+}
+
 fn from_json_list(column: &str, json: &str) -> Result<Vec<String>> {
     serde_json::from_str(json)
         .map_err(|_| Error::Corrupt(format!("column {column} holds {json:?}")))
@@ -152,7 +176,7 @@ impl Store {
         self.write_audited(audit, sqlx::query(concat!(
             "INSERT INTO credentials (",
             credential_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         ))
         .bind(credential.id.to_string())
         .bind(credential.code_host_id.to_string())
@@ -172,7 +196,9 @@ impl Store {
         .bind(credential.check.last_check_error.as_deref())
         .bind(credential.seal_version)
         .bind(credential.signing.as_ref().map(|s| s.public_key.as_str()))
-        .bind(credential.signing.as_ref().map(|s| s.source.as_str())), Some("a credential for this code host already exists"))
+        .bind(credential.signing.as_ref().map(|s| s.source.as_str()))
+        .bind(credential.auth_strategy.as_str())
+        .bind(credential.github_app.as_ref().map(github_app_json).transpose()?), Some("a credential for this code host already exists"))
             .await
     }
 
@@ -190,20 +216,32 @@ impl Store {
         credential_from_row(&row)
     }
 
-    /// The owner's credential for one code host, if any.
+    /// The owner's token credential for one code host, if any.
     pub async fn find_credential_for(
         &self,
         code_host_id: CodeHostId,
         owner: CredentialOwner,
     ) -> Result<Option<CredentialRecord>> {
+        self.find_credential_with(code_host_id, owner, AuthStrategy::PersonalAccessToken)
+            .await
+    }
+
+    /// The owner's credential of one strategy for one code host, if any.
+    pub async fn find_credential_with(
+        &self,
+        code_host_id: CodeHostId,
+        owner: CredentialOwner,
+        strategy: AuthStrategy,
+    ) -> Result<Option<CredentialRecord>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             credential_columns!(),
             " FROM credentials WHERE code_host_id = $1 AND \
-             (($2 IS NULL AND user_id IS NULL) OR user_id = $2)"
+             (($2 IS NULL AND user_id IS NULL) OR user_id = $2) AND auth_strategy = $3"
         ))
         .bind(code_host_id.to_string())
         .bind(owner.user_id())
+        .bind(strategy.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(credential_from_row).transpose()
@@ -438,5 +476,22 @@ impl Store {
             None,
         )
         .await
+    }
+}
+
+impl Store {
+    /// Replaces what is known about a GitHub App credential's App and
+    /// installations (after a check found them changed).
+    pub async fn update_credential_github_app(
+        &self,
+        id: CredentialId,
+        app: &GitHubAppInfo,
+    ) -> Result<()> {
+        sqlx::query("UPDATE credentials SET github_app = $1 WHERE id = $2")
+            .bind(github_app_json(app)?)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

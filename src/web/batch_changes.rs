@@ -43,7 +43,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Scope {
 }
 
 impl Scope {
-    fn path(self) -> &'static str {
+    pub(super) fn path(self) -> &'static str {
         match self {
             Self::User => "/user/settings/batch-changes",
             Self::Site => "/site-admin/batch-changes",
@@ -71,6 +71,8 @@ pub(crate) struct HostRow {
     /// On a user's page: the global credential that covers this host, as
     /// the service shows it to this viewer (details for site admins only).
     pub global: Option<CredentialView>,
+    /// The page owner's GitHub App credential, where they have a token too.
+    pub github_app: Option<CredentialView>,
 }
 
 impl HostRow {
@@ -87,6 +89,7 @@ impl HostRow {
             requires_ssh: view.code_host.git_url_type == crate::domain::GitUrlType::Ssh,
             credential,
             global,
+            github_app: view.github_app,
         }
     }
 
@@ -282,17 +285,20 @@ fn build_page(
                 uses_ssh_key: signing.source == SigningKeySource::SshKey,
             })
         });
-    let remove = dialogs
-        .remove
-        .as_ref()
-        .and_then(with_credential)
-        .and_then(|row| {
-            Some(RemoveDialog {
-                credential_id: row.credential.as_ref()?.id.to_string(),
-                kind_name: row.kind_name(),
-                url: row.url.clone(),
-            })
-        });
+    // The remove dialog serves the token and, beside it, the GitHub App.
+    let remove = dialogs.remove.as_ref().and_then(|id| {
+        rows.iter().find_map(|row| {
+            [row.credential.as_ref(), row.github_app.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|c| &c.id.to_string() == id)
+                .map(|credential| RemoveDialog {
+                    credential_id: credential.id.to_string(),
+                    kind_name: row.kind_name(),
+                    url: row.url.clone(),
+                })
+        })
+    });
     BatchChangesPage {
         chrome: Chrome::new(caller, scope.section()),
         site: scope == Scope::Site,

@@ -17,6 +17,7 @@ mod changesets;
 mod csrf;
 mod error;
 mod form_outcome;
+mod github_app;
 mod security;
 mod session;
 
@@ -56,6 +57,26 @@ pub fn router() -> Router<AppState> {
         .route(
             "/user/settings/batch-changes/credentials",
             post(batch_changes::create_credential),
+        )
+        .route(
+            "/user/settings/batch-changes/github-app/new",
+            post(github_app::start),
+        )
+        .route(
+            "/site-admin/batch-changes/github-app/new",
+            post(github_app::start),
+        )
+        .route(
+            "/user/settings/batch-changes/github-app",
+            post(github_app::create_existing),
+        )
+        .route(
+            "/site-admin/batch-changes/github-app",
+            post(github_app::create_existing),
+        )
+        .route(
+            crate::service::GITHUB_APP_CALLBACK_PATH,
+            get(github_app::callback),
         )
         .route(
             "/user/settings/batch-changes/credentials/{id}/delete",
@@ -205,12 +226,16 @@ impl Chrome {
 /// Pages are never cached and may only load our own assets.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
-    );
+    // A page may widen its own policy (the GitHub App manifest page posts
+    // its form to GitHub).
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+            ),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

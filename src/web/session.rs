@@ -22,6 +22,12 @@ pub(crate) struct WebCaller {
 }
 
 impl WebCaller {
+    /// The session (or pre-session) cookie's value, binding a flow that
+    /// leaves the site (the GitHub App manifest) to this browser.
+    pub(crate) fn session_seed(&self) -> &str {
+        self.csrf_seed.as_deref().unwrap_or_default()
+    }
+
     /// The CSRF token for forms on this page.
     pub(crate) fn csrf_token(&self) -> String {
         csrf::token_for(self.csrf_seed.as_deref())

@@ -90,7 +90,7 @@ impl Scratch {
 }
 
 /// Every process's id, command line and environment that can be read.
-fn processes() -> impl Iterator<Item = (String, Vec<u8>, Vec<u8>)> {
+pub(crate) fn processes() -> impl Iterator<Item = (String, Vec<u8>, Vec<u8>)> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
@@ -111,7 +111,7 @@ fn processes() -> impl Iterator<Item = (String, Vec<u8>, Vec<u8>)> {
         })
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)

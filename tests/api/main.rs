@@ -21,6 +21,7 @@ mod drain;
 mod expiry_warnings;
 mod gerrit;
 mod git_push;
+mod github_app;
 mod github_signed_commits;
 mod global_policy;
 mod helpers;

@@ -69,6 +69,24 @@ impl<'a> Browser<'a> {
         self.post(path, &fields).await
     }
 
+    /// A GraphQL request with this browser's session cookie.
+    pub(crate) async fn graphql(
+        &self,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> serde_json::Value {
+        self.client
+            .post(self.app.url("/.api/graphql"))
+            .header("X-Requested-With", "batchcred")
+            .json(&serde_json::json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn sign_in(&self, username: &str) {
         let csrf = self.csrf("/sign-in").await;
         let (status, body) = self

@@ -14,6 +14,7 @@
 pub mod azure_devops;
 pub mod bitbucket_cloud;
 pub mod gerrit;
+pub mod github_app;
 pub mod github_graphql;
 mod lifecycle;
 
@@ -151,6 +152,8 @@ struct Shared {
     /// Where `createCommitOnBranch` writes, by repository.
     commit_targets: HashMap<String, github_graphql::CommitTarget>,
     commits_created: usize,
+    /// GitHub Apps, their installations and minted tokens.
+    apps: github_app::AppState,
 }
 
 /// A running emulator; stops when dropped.
@@ -328,6 +331,12 @@ async fn handle(
     let Some(api) = route(uri.path()) else {
         return (StatusCode::NOT_FOUND, "not an API path").into_response();
     };
+    if let Api::GitHub(path) = &api {
+        let mut state = shared.lock().expect("emulator state");
+        if let Some(response) = github_app::handle(&mut state, path, &method, &token) {
+            return response;
+        }
+    }
     if usable(spec.as_ref()).is_some() {
         let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let origin = headers

@@ -48,3 +48,6 @@ if (live) {
   };
   setTimeout(refresh, 3000);
 }
+
+// The GitHub App manifest page: its form posts itself on to GitHub.
+document.querySelectorAll("form[data-autosubmit]").forEach((form) => form.submit());
