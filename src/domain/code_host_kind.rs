@@ -53,11 +53,9 @@ pub struct KindDescriptor {
     /// Where its users upload a signing public key, for pages and the CLI;
     /// `None` where SSH signing is not supported.
     pub ssh_signing_key_help: Option<&'static str>,
-    /// How its repositories are named, for messages: `owner/name`.
+    /// How its repositories are named, for messages: `owner/name`; a
+    /// form without `/` (Gerrit's `project`) means no owner is needed.
     pub repository_form: &'static str,
-    /// Whether a repository name starts with its owner (`owner/name`);
-    /// Gerrit projects may be a single name.
-    pub repository_has_owner: bool,
     /// What a changeset becomes there.
     pub changeset: ChangesetForm,
 }
@@ -148,7 +146,6 @@ const GITHUB: KindDescriptor = KindDescriptor {
         "GitHub → Settings → SSH and GPG keys → New SSH key → Key type: Signing key",
     ),
     repository_form: "owner/name",
-    repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
 };
 
@@ -180,7 +177,6 @@ const GITLAB: KindDescriptor = KindDescriptor {
     supports_ssh_signing: true,
     ssh_signing_key_help: Some("GitLab → Preferences → SSH Keys → Usage type: Signing"),
     repository_form: "group/project",
-    repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
 };
 
@@ -212,7 +208,6 @@ const BITBUCKET_SERVER: KindDescriptor = KindDescriptor {
     supports_ssh_signing: false,
     ssh_signing_key_help: None,
     repository_form: "PROJECT/repo",
-    repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
 };
 
@@ -253,7 +248,6 @@ const BITBUCKET_CLOUD: KindDescriptor = KindDescriptor {
     supports_ssh_signing: false,
     ssh_signing_key_help: None,
     repository_form: "workspace/slug",
-    repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
 };
 
@@ -282,7 +276,6 @@ const AZURE_DEVOPS: KindDescriptor = KindDescriptor {
     supports_ssh_signing: false,
     ssh_signing_key_help: None,
     repository_form: "project/repo",
-    repository_has_owner: true,
     changeset: ChangesetForm::PullRequest,
 };
 
@@ -317,7 +310,6 @@ const GERRIT: KindDescriptor = KindDescriptor {
     supports_ssh_signing: false,
     ssh_signing_key_help: None,
     repository_form: "project",
-    repository_has_owner: false,
     changeset: ChangesetForm::ReviewChange,
 };
 
@@ -372,6 +364,12 @@ impl KindDescriptor {
             TokenPage::OnCodeHost(path) => format!("{url}{path}"),
             TokenPage::At(page) => page.to_owned(),
         }
+    }
+
+    /// Whether a repository name starts with its owner (`owner/name`);
+    /// Gerrit projects may be a single name.
+    pub fn repository_has_owner(&self) -> bool {
+        self.repository_form.contains('/')
     }
 
     /// The username git sends with the token over HTTPS, given the
@@ -441,7 +439,7 @@ mod tests {
             let page = d.token_page_url(url);
             assert!(page.starts_with("https://"), "{kind:?} token page {page}");
             assert!(!d.git_https_username(None, None).is_empty());
-            assert_eq!(d.repository_has_owner, d.repository_form.contains('/'));
+            assert!(!d.repository_form.is_empty(), "{kind:?} repository form");
             assert_eq!(kind.as_str().parse::<CodeHostKind>(), Ok(kind));
             // Only GitHub and GitLab show SSH-signed commits as verified.
             assert_eq!(

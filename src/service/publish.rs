@@ -180,7 +180,7 @@ pub(super) fn check_repository_name(repository: &str) -> Result<()> {
 /// (all but Gerrit, whose projects may be a single name).
 pub(super) fn check_repository_owner(kind: CodeHostKind, repository: &str) -> Result<()> {
     let descriptor = kind.descriptor();
-    if descriptor.repository_has_owner && !repository.contains('/') {
+    if descriptor.repository_has_owner() && !repository.contains('/') {
         return Err(invalid(format!(
             "repository {repository:?} must look like {} on {}",
             descriptor.repository_form, descriptor.display_name
